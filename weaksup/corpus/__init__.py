@@ -1,0 +1,1 @@
+"""The hashtag corpus: posts (image + hashtags) in ArrayRecord shards with a manifest."""

@@ -1,0 +1,1 @@
+"""Hashtags -> canonical WordNet labels: extraction, normalisation, resolver, vocabulary."""
