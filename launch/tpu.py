@@ -5,9 +5,11 @@
         --repo-dir '~/weaksup' [--dry-run] [-- --config.seed=1]
 
 One `gcloud compute tpus tpu-vm ssh NAME --zone Z --worker=all --command CMD` starts the
-same command on all hosts of the slice. No coordinator flags are passed: on TPU VMs
-`jax.distributed` finds the coordinator, process count and rank from the TPU metadata.
-`--dry-run` prints the gcloud command and runs nothing.
+same command on all hosts of the slice. Each worker reads its rank and the slice's worker
+list from the TPU VM metadata server (as `jax.distributed` itself does on Cloud TPU) and
+passes them as the trainer's `--coordinator / --num-processes / --process-id`, so the job
+does not depend on the trainer's cluster auto-detection. `--dry-run` prints the gcloud
+command and runs nothing.
 """
 
 from __future__ import annotations
@@ -24,6 +26,20 @@ if __package__ in (None, ""):  # run as a script: make `launch` importable
 
 from launch.command import split_passthrough, train_argv
 
+# jax.distributed's default coordinator port on Cloud TPU.
+COORDINATOR_PORT = 8476
+
+# Worker rank and worker list from the metadata server. `worker-network-endpoints` is
+# either "host,host,..." or "name:id:ip,..." (the same two formats JAX parses); the list is
+# ordered by worker number, so its first entry is worker 0, the coordinator.
+_METADATA_SNIPPET = (
+    "md=http://metadata.google.internal/computeMetadata/v1/instance/attributes; "
+    "wid=$(curl -sf -H 'Metadata-Flavor: Google' $md/agent-worker-number); "
+    "eps=$(curl -sf -H 'Metadata-Flavor: Google' $md/worker-network-endpoints); "
+    "first=${eps%%,*}; first=${first##*:}; "
+    "nproc=$(printf '%s' \"$eps\" | tr ',' '\\n' | grep -c .)"
+)
+
 
 def remote_command(
     config: str,
@@ -33,15 +49,21 @@ def remote_command(
     python: str = "python3",
     extra: Sequence[str] = (),
     log_file: str | None = None,
+    coordinator_port: int = COORDINATOR_PORT,
 ) -> str:
-    """The shell command every TPU worker runs."""
+    """The shell command every TPU worker runs (bash)."""
     parts = ["set -e"]
     if repo_dir:
         # `~` must expand on the worker, so it is left unquoted.
         parts.append("cd " + (repo_dir if repo_dir.startswith("~") and " " not in repo_dir
                               else shlex.quote(repo_dir)))
     parts += list(setup)
-    train = shlex.join(train_argv(config, workdir, extra, python))
+    parts.append(_METADATA_SNIPPET)
+    train = shlex.join(train_argv(config, workdir, (), python))
+    train += (f' --coordinator "$first:{int(coordinator_port)}" --num-processes "$nproc"'
+              ' --process-id "$wid"')
+    if extra:
+        train += " " + shlex.join(list(extra))
     if log_file:
         train += f" 2>&1 | tee -a {shlex.quote(log_file)}; exit ${{PIPESTATUS[0]}}"
     parts.append(train)
@@ -84,6 +106,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--python", default="python3")
     p.add_argument("--log-file", help="also tee each worker's output to this file on the worker")
     p.add_argument("--worker", default="all")
+    p.add_argument("--coordinator-port", type=int, default=COORDINATOR_PORT)
     p.add_argument("--internal-ip", action="store_true")
     p.add_argument("--dry-run", action="store_true", help="print the gcloud command only")
     return p
@@ -95,7 +118,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(own)
     try:
         cmd = remote_command(args.config, args.workdir, args.repo_dir, args.setup,
-                             args.python, extra, args.log_file)
+                             args.python, extra, args.log_file, args.coordinator_port)
         argv_ = gcloud_argv(args.name, args.zone, cmd, args.project, args.worker,
                             args.internal_ip)
     except ValueError as e:

@@ -178,7 +178,26 @@ def test_slurm_rejects_bad_layout():
 
 # --- tpu ---------------------------------------------------------------------------
 
-def test_tpu_dry_run_prints_a_gcloud_command_that_runs(tmp_path):
+def _fake_metadata_curl(tmp_path: Path, worker: int, endpoints: str) -> Path:
+    """A `curl` answering the two TPU VM metadata keys the workers read."""
+    bin_ = tmp_path / "bin"
+    bin_.mkdir()
+    curl = bin_ / "curl"
+    curl.write_text(textwrap.dedent(f"""\
+        #!/bin/bash
+        case "${{@: -1}}" in
+          */agent-worker-number) printf '%s' {worker} ;;
+          */worker-network-endpoints) printf '%s' '{endpoints}' ;;
+          *) exit 22 ;;
+        esac
+        """))
+    curl.chmod(0o755)
+    return bin_
+
+
+@pytest.mark.parametrize("endpoints", ["t1k-w-0:0:10.0.0.5,t1k-w-1:1:10.0.0.6,t1k-w-2:2:10.0.0.7",
+                                       "10.0.0.5,10.0.0.6,10.0.0.7"])
+def test_tpu_dry_run_prints_a_gcloud_command_that_runs(tmp_path, endpoints):
     py = _echo_python(tmp_path)
     repo = tmp_path / "checkout"
     repo.mkdir()
@@ -192,16 +211,24 @@ def test_tpu_dry_run_prints_a_gcloud_command_that_runs(tmp_path):
     assert _flag(argv, "--zone") == "us-central2-b"
     assert "--worker=all" in argv and _flag(argv, "--project") == "p1"
     remote = _flag(argv, "--command")
-    # What each worker would run, run here: it changes into the checkout and starts the
-    # trainer with the pass-through flags and no coordinator flags (TPU metadata has them).
-    run = subprocess.run(["bash", "-c", remote], capture_output=True, text=True, timeout=60)
+    # What worker 2 would run, run here against its metadata: it changes into the checkout
+    # and starts the trainer with its rank, the slice's size and worker 0 as coordinator.
+    env = {**os.environ, "PATH": f"{_fake_metadata_curl(tmp_path, 2, endpoints)}:{os.environ['PATH']}"}
+    run = subprocess.run(["bash", "-c", remote], env=env, capture_output=True, text=True,
+                         timeout=60)
     assert run.returncode == 0, run.stderr
-    [(call, env)] = _calls(tmp_path)
+    [(call, cwd)] = _calls(tmp_path)
     assert call == ["-m", "weaksup", "train", "--config", "configs/paper.py:x", "--workdir",
-                    "gs://bucket/run", "--config.seed=3"]
-    assert env.endswith(f"|{repo}")
+                    "gs://bucket/run", "--coordinator", "10.0.0.5:8476", "--num-processes", "3",
+                    "--process-id", "2", "--config.seed=3"]
+    assert cwd.endswith(f"|{repo}")
 
 
 def test_tpu_remote_command_keeps_the_trainer_exit_status_with_a_log_file(tmp_path):
-    cmd = tpu.remote_command("c.py", "w", python="false", log_file=str(tmp_path / "log"))
-    assert subprocess.run(["bash", "-c", cmd]).returncode != 0
+    env = {**os.environ, "PATH": f"{_fake_metadata_curl(tmp_path, 0, 'h0')}:{os.environ['PATH']}"}
+    log = tmp_path / "log"
+    ok = tpu.remote_command("c.py", "w", python="echo", log_file=str(log))
+    assert subprocess.run(["bash", "-c", ok], env=env).returncode == 0
+    assert "--coordinator h0:8476 --num-processes 1 --process-id 0" in log.read_text()
+    failing = tpu.remote_command("c.py", "w", python="false", log_file=str(log))
+    assert subprocess.run(["bash", "-c", failing], env=env).returncode != 0
