@@ -1,0 +1,250 @@
+"""Experiment configs: `configs/NAME.py:arg` files, `--config.key=value` overrides, durations.
+
+A config file defines `get_config(arg: str | None = None) -> ml_collections.ConfigDict`;
+`arg` is a big_vision-style "key=value,key2=value" string that the file parses with
+`parse_arg`. `load_config` loads the file, applies command-line overrides on top and locks
+the result, so a misspelt key is an error instead of a silently ignored setting.
+
+Durations (`total_steps` / `total_epochs` / `total_examples`, and the warm-up's
+`optim.warmup_steps` / `optim.warmup_epochs` / `optim.warmup_examples`) are turned into
+steps in exactly one place, `duration_steps`; the trainer only knows steps.
+"""
+
+from __future__ import annotations
+
+import ast
+import importlib.util
+import json
+import math
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import ml_collections
+
+# Fields every training config carries; `check_config` reports any that are missing.
+REQUIRED_FIELDS = ("seed", "corpus_dir", "vocab_path", "model", "input", "optim", "loss", "mesh")
+
+
+class ConfigError(ValueError):
+    """A config that cannot be loaded, an unknown key or an impossible setting."""
+
+
+def parse_arg(arg: str | None, **defaults: Any) -> ml_collections.ConfigDict:
+    """Parses "key=value,key2" into a ConfigDict typed after `defaults`.
+
+    A bare `key` sets a boolean default to True (`runlocal` style). Keys that are not in
+    `defaults` are an error, so a typo in `--config file.py:arg` cannot pass unnoticed.
+    """
+    out = ml_collections.ConfigDict(dict(defaults))
+    if not arg:
+        return out
+    for item in arg.split(","):
+        item = item.strip()
+        if not item:
+            continue
+        key, sep, raw = item.partition("=")
+        key = key.strip()
+        if key not in defaults:
+            known = ", ".join(sorted(defaults)) or "none"
+            raise ConfigError(f"unknown config argument {key!r} (known: {known})")
+        default = defaults[key]
+        if not sep:
+            if not isinstance(default, bool):
+                raise ConfigError(f"config argument {key!r} needs a value ({key}=...)")
+            out[key] = True
+            continue
+        out[key] = _coerce(raw.strip(), default, key)
+    return out
+
+
+def _coerce(raw: str, like: Any, key: str) -> Any:
+    """Converts command-line text to the type of an existing value."""
+    try:
+        if isinstance(like, bool):
+            low = raw.lower()
+            if low in ("1", "true", "yes", "on"):
+                return True
+            if low in ("0", "false", "no", "off"):
+                return False
+            raise ValueError(f"not a boolean: {raw!r}")
+        if isinstance(like, int):
+            return int(raw)
+        if isinstance(like, float):
+            return float(raw)
+        if isinstance(like, str):
+            return raw
+        if like is None:
+            try:
+                return ast.literal_eval(raw)
+            except (ValueError, SyntaxError):
+                return raw
+        value = ast.literal_eval(raw)
+        if isinstance(like, (tuple, list)):
+            value = type(like)(value if isinstance(value, (tuple, list)) else (value,))
+        return value
+    except (ValueError, SyntaxError) as e:
+        raise ConfigError(f"bad value for {key}: {raw!r} ({e})") from None
+
+
+def _load_module(path: Path):
+    spec = importlib.util.spec_from_file_location(f"weaksup_config_{path.stem}", path)
+    if spec is None or spec.loader is None:
+        raise ConfigError(f"{path}: not a Python config file")
+    module = importlib.util.module_from_spec(spec)
+    try:
+        spec.loader.exec_module(module)
+    except ConfigError:
+        raise
+    except Exception as e:
+        raise ConfigError(f"{path}: failed to import: {type(e).__name__}: {e}") from e
+    if not hasattr(module, "get_config"):
+        raise ConfigError(f"{path}: defines no get_config(arg)")
+    return module
+
+
+def apply_overrides(config: ml_collections.ConfigDict, overrides: Sequence[str]) -> None:
+    """Applies "--config.a.b=value" (or "a.b=value") overrides in place.
+
+    Values take the type of the field they replace; unknown keys raise ConfigError.
+    """
+    for item in overrides:
+        text = item
+        if text.startswith("--config."):
+            text = text[len("--config.") :]
+        elif text.startswith("config."):
+            text = text[len("config.") :]
+        key, sep, raw = text.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"bad override {item!r}: expected --config.key=value")
+        *parents, leaf = key.split(".")
+        node = config
+        for i, part in enumerate(parents):
+            if part not in node or not isinstance(node[part], ml_collections.ConfigDict):
+                raise ConfigError(f"unknown config key {'.'.join(parents[: i + 1])!r} in {item!r}")
+            node = node[part]
+        if leaf not in node:
+            raise ConfigError(f"unknown config key {key!r} in {item!r}")
+        old = node[leaf]
+        if isinstance(old, ml_collections.ConfigDict):
+            value = ast.literal_eval(raw)
+            if not isinstance(value, Mapping):
+                raise ConfigError(f"{key} is a group; give a dict, got {raw!r}")
+            node[leaf] = ml_collections.ConfigDict(dict(value))
+        else:
+            node[leaf] = _coerce(raw, old, key)
+
+
+def load_config(spec: str, overrides: Sequence[str] = (), lock: bool = True) -> ml_collections.ConfigDict:
+    """Loads `path.py[:arg]`, applies `overrides` and (by default) locks the config."""
+    path_text, _, arg = spec.partition(":")
+    path = Path(path_text)
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    module = _load_module(path)
+    try:
+        config = module.get_config(arg or None)
+    except ConfigError as e:
+        raise ConfigError(f"{path}: {e}") from None
+    if not isinstance(config, ml_collections.ConfigDict):
+        raise ConfigError(f"{path}: get_config returned {type(config).__name__}, not a ConfigDict")
+    apply_overrides(config, overrides)
+    if lock:
+        config.lock()
+    return config
+
+
+def config_to_json(config: ml_collections.ConfigDict) -> dict[str, Any]:
+    """The config as plain JSON data (tuples become lists)."""
+    return json.loads(config.to_json_best_effort(sort_keys=True))
+
+
+def config_from_json(data: Mapping[str, Any]) -> ml_collections.ConfigDict:
+    """Rebuilds a (locked) ConfigDict from `config_to_json` output."""
+    config = ml_collections.ConfigDict(dict(data))
+    config.lock()
+    return config
+
+
+def duration_steps(
+    *,
+    steps: int | None = None,
+    epochs: float | None = None,
+    examples: int | None = None,
+    global_batch_size: int,
+    num_examples: int | None = None,
+    name: str = "duration",
+) -> int:
+    """Turns a duration given as steps, epochs or examples (exactly one) into steps.
+
+    Epochs need `num_examples` (the training set size); partial steps round up so a
+    duration is never silently shorter than asked.
+    """
+    given = {k: v for k, v in (("steps", steps), ("epochs", epochs), ("examples", examples)) if v is not None}
+    if len(given) != 1:
+        raise ConfigError(f"{name}: set exactly one of steps/epochs/examples, got {sorted(given) or 'none'}")
+    if global_batch_size <= 0:
+        raise ConfigError(f"{name}: global batch size must be positive, got {global_batch_size}")
+    if steps is not None:
+        if steps < 0:
+            raise ConfigError(f"{name}: negative steps {steps}")
+        return int(steps)
+    if examples is not None:
+        if examples < 0:
+            raise ConfigError(f"{name}: negative examples {examples}")
+        return int(math.ceil(examples / global_batch_size))
+    if num_examples is None or num_examples <= 0:
+        raise ConfigError(f"{name}: given in epochs but the training set size is unknown")
+    if epochs < 0:
+        raise ConfigError(f"{name}: negative epochs {epochs}")
+    return int(math.ceil(epochs * num_examples / global_batch_size))
+
+
+def _get(config: Any, key: str) -> Any:
+    return config.get(key) if hasattr(config, "get") else None
+
+
+def total_steps(config: ml_collections.ConfigDict, num_examples: int | None = None) -> int:
+    """Training length in steps from `total_steps` / `total_epochs` / `total_examples`."""
+    return duration_steps(
+        steps=_get(config, "total_steps"),
+        epochs=_get(config, "total_epochs"),
+        examples=_get(config, "total_examples"),
+        global_batch_size=config.input.global_batch_size,
+        num_examples=num_examples,
+        name="total",
+    )
+
+
+def warmup_steps(config: ml_collections.ConfigDict, num_examples: int | None = None) -> int:
+    """Warm-up length in steps from `optim.warmup_steps` / `_epochs` / `_examples` (0 if none)."""
+    optim = config.optim
+    s, e, x = _get(optim, "warmup_steps"), _get(optim, "warmup_epochs"), _get(optim, "warmup_examples")
+    if s is None and e is None and x is None:
+        return 0
+    return duration_steps(
+        steps=s,
+        epochs=e,
+        examples=x,
+        global_batch_size=config.input.global_batch_size,
+        num_examples=num_examples,
+        name="optim.warmup",
+    )
+
+
+def check_config(config: ml_collections.ConfigDict) -> None:
+    """Cheap structural checks that need no data and no devices."""
+    missing = [f for f in REQUIRED_FIELDS if f not in config]
+    if missing:
+        raise ConfigError(f"config lacks required fields: {', '.join(missing)}")
+    if config.loss not in ("softmax", "sigmoid"):
+        raise ConfigError(f"config.loss must be 'softmax' or 'sigmoid', got {config.loss!r}")
+    gbs = config.input.global_batch_size
+    if not isinstance(gbs, int) or gbs <= 0:
+        raise ConfigError(f"input.global_batch_size must be a positive int, got {gbs!r}")
+    accum = int(config.optim.get("grad_accum_steps", 1) or 1)
+    if accum < 1:
+        raise ConfigError(f"optim.grad_accum_steps must be >= 1, got {accum}")
+    policy = config.get("nan_policy", "stop")
+    if policy not in ("stop", "rollback"):
+        raise ConfigError(f"nan_policy must be 'stop' or 'rollback', got {policy!r}")
