@@ -1,0 +1,118 @@
+"""Resampling posts by label frequency: natural, uniform and square-root (paper Sec. 3.1).
+
+Hashtag frequencies are Zipfian, so the paper resamples images so that label frequencies
+follow their natural, square-root or uniform distribution. The exact definition used here:
+
+  n_l      number of posts that carry label l (after "prefer specific" pruning), over the
+           posts that have at least one label;
+  f(n)     n (natural), sqrt(n) (sqrt) or 1 (uniform);
+  w_i      weight of post i with labels L_i (k_i = |L_i| >= 1):
+               w_i = (1 / k_i) * sum_{l in L_i} f(n_l) / n_l .
+
+A post draws with probability w_i / sum_j w_j. For posts with one label the expected number
+of draws of label l is then exactly proportional to f(n_l); a multi-label post splits its
+share evenly across its labels, the same 1/k split as its softmax target. Under `natural`
+every labelled post weighs 1, and an epoch is a plain permutation of the labelled posts
+(without replacement), so one epoch visits each labelled post exactly once. `uniform` and
+`sqrt` draw with replacement; an epoch has as many draws as there are labelled posts.
+
+Each epoch's index sequence is a pure function of (seed, epoch), so every process computes
+the same global sequence and takes its own part of it (see `weaksup.input_pipeline`), and a
+resumed run regenerates exactly the sequence it was reading.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+MODES = ("natural", "uniform", "sqrt")
+
+# Distinguishes the sampler's random stream from other per-epoch streams with the same seed.
+_STREAM = 0x5A3D
+
+
+def label_post_counts(offsets: np.ndarray, labels: np.ndarray, num_classes: int) -> np.ndarray:
+    """n_l: the number of posts carrying each label, from CSR per-post labels."""
+    del offsets  # labels are unique within a post, so a plain bincount counts posts
+    return np.bincount(labels, minlength=num_classes).astype(np.int64)
+
+
+def post_weights(
+    offsets: np.ndarray, labels: np.ndarray, num_classes: int, mode: str
+) -> np.ndarray:
+    """w_i for every post (0 for posts without labels), as defined in the module docstring.
+
+    `offsets` (N + 1,) and `labels` are the CSR form of each post's unique labels.
+    """
+    if mode not in MODES:
+        raise ValueError(f"unknown resampling mode {mode!r}; expected one of {MODES}")
+    offsets = np.asarray(offsets, np.int64)
+    labels = np.asarray(labels, np.int64)
+    k = np.diff(offsets)
+    n = label_post_counts(offsets, labels, num_classes).astype(np.float64)
+    if mode == "natural":
+        per_label = np.ones_like(n)
+    elif mode == "sqrt":
+        per_label = np.zeros_like(n)
+        np.divide(np.sqrt(n), n, out=per_label, where=n > 0)
+    else:
+        per_label = np.zeros_like(n)
+        np.divide(1.0, n, out=per_label, where=n > 0)
+    sums = np.zeros(len(k), np.float64)
+    post_of = np.repeat(np.arange(len(k)), k)
+    np.add.at(sums, post_of, per_label[labels])
+    weights = np.zeros(len(k), np.float64)
+    np.divide(sums, k, out=weights, where=k > 0)
+    return weights
+
+
+class Resampler:
+    """Deterministic per-epoch sequences of record indices, drawn by label frequency."""
+
+    def __init__(
+        self,
+        offsets: np.ndarray,
+        labels: np.ndarray,
+        num_classes: int,
+        mode: str = "natural",
+        seed: int = 0,
+        epoch_size: int | None = None,
+    ):
+        self.mode = mode
+        self.seed = int(seed)
+        self.weights = post_weights(offsets, labels, num_classes, mode)
+        self.labelled = np.flatnonzero(self.weights > 0)
+        if len(self.labelled) == 0:
+            raise ValueError("no post has a label in this vocabulary; nothing to sample")
+        self.epoch_size = int(epoch_size or len(self.labelled))
+        if mode == "natural" and self.epoch_size != len(self.labelled):
+            raise ValueError(
+                f"natural sampling is a permutation of the {len(self.labelled)} labelled "
+                f"posts; epoch_size={self.epoch_size} cannot differ"
+            )
+        w = self.weights[self.labelled]
+        self._cdf = np.cumsum(w / w.sum())
+        self._cached: tuple[int, np.ndarray] | None = None
+
+    def __len__(self) -> int:
+        return self.epoch_size
+
+    def epoch(self, epoch: int) -> np.ndarray:
+        """The record indices (int64) of one epoch, in reading order."""
+        if self._cached is not None and self._cached[0] == epoch:
+            return self._cached[1]
+        rng = np.random.default_rng([self.seed, int(epoch), _STREAM])
+        if self.mode == "natural":
+            order = rng.permutation(self.labelled)
+        else:
+            u = rng.random(self.epoch_size)
+            # Clip guards the last bin against cdf[-1] landing a hair below 1.0.
+            pick = np.minimum(np.searchsorted(self._cdf, u, side="right"), len(self._cdf) - 1)
+            order = self.labelled[pick]
+        self._cached = (int(epoch), order)
+        return order
+
+    def record_at(self, position: int) -> tuple[int, int, int]:
+        """(epoch, position within the epoch, record index) of a global stream position."""
+        epoch, pos = divmod(int(position), self.epoch_size)
+        return epoch, pos, int(self.epoch(epoch)[pos])
