@@ -1,0 +1,154 @@
+"""Image decoding and the crops the paper trains and evaluates with.
+
+Training: Inception-style random-resized crop (area 8%-100%, aspect ratio 3/4-4/3, log
+uniform) and a horizontal flip with probability 1/2. Evaluation: a centre crop holding
+`crop_fraction` of the shorter side, resized to the output size -- the same pixels as
+"resize the shorter side to S / crop_fraction, then centre-crop S", done in one resample.
+
+JPEGs decode with simplejpeg (libjpeg-turbo) and, when the picture is much larger than
+needed, at a reduced DCT scale (n/8, at most 1/2) chosen so that the region we crop still has
+at least `size` pixels on each side; everything else (PNG, GIF, WebP, CMYK JPEG) decodes
+with Pillow. Transparent pixels are composited onto white, as a viewer shows them.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+
+import numpy as np
+import simplejpeg
+from PIL import Image
+
+# Decompression-bomb guard for Pillow: a post's picture never needs more than this.
+MAX_PIXELS = 64_000_000
+_JPEG_MAGIC = b"\xff\xd8\xff"
+
+
+class DecodeError(ValueError):
+    """Image bytes that no decoder could read."""
+
+
+def _pil_decode(data: bytes) -> np.ndarray:
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            if img.width * img.height > MAX_PIXELS:
+                raise DecodeError(f"image of {img.width}x{img.height} pixels is too large")
+            img.load()
+            if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
+                img = img.convert("RGBA")
+                canvas = Image.new("RGBA", img.size, (255, 255, 255, 255))
+                img = Image.alpha_composite(canvas, img)
+            return np.asarray(img.convert("RGB"))
+    except DecodeError:
+        raise
+    except Exception as e:  # Pillow raises many unrelated types on bad data
+        raise DecodeError(f"cannot decode image: {type(e).__name__}: {e}") from None
+
+
+def image_size(data: bytes) -> tuple[int, int]:
+    """(height, width) from the header only."""
+    if data[:3] == _JPEG_MAGIC:
+        try:
+            h, w, _, _ = simplejpeg.decode_jpeg_header(data)
+            return int(h), int(w)
+        except ValueError:
+            pass
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            return img.height, img.width
+    except Exception as e:  # Pillow raises many unrelated types on bad data
+        raise DecodeError(f"cannot read image header: {type(e).__name__}: {e}") from None
+
+
+def decode(data: bytes, min_side: int = 0, crop_fraction: float = 1.0) -> np.ndarray:
+    """Decodes to uint8 RGB (H, W, 3).
+
+    With `min_side` > 0 a large JPEG decodes at the coarsest DCT scale at which a crop
+    covering `crop_fraction` of each side still has >= `min_side` pixels per side.
+    """
+    if data[:3] == _JPEG_MAGIC:
+        try:
+            kwargs = {}
+            if min_side > 0:
+                h, w, _, _ = simplejpeg.decode_jpeg_header(data)
+                need = math.ceil(min_side / max(crop_fraction, 1e-6))
+                # Only the shorter side constrains; libjpeg-turbo scales are n/8, and
+                # min_factor=2 keeps it off the slow scales between 1/2 and 1.
+                kwargs = dict(min_height=need if h <= w else 0, min_width=need if w < h else 0, min_factor=2)
+            return simplejpeg.decode_jpeg(data, colorspace="RGB", **kwargs)
+        except ValueError:
+            pass  # CMYK and other rarities: Pillow reads what libjpeg-turbo refuses
+    return _pil_decode(data)
+
+
+def _resize_box(img: np.ndarray, box: tuple[float, float, float, float], size: int) -> np.ndarray:
+    pil = Image.fromarray(img)
+    # reducing_gap lets Pillow shrink by an integer factor first: faster, same quality.
+    out = pil.resize((size, size), Image.BILINEAR, box=box, reducing_gap=3.0)
+    return np.asarray(out)
+
+
+def random_resized_crop_box(
+    height: int,
+    width: int,
+    rng: np.random.Generator,
+    area: tuple[float, float] = (0.08, 1.0),
+    ratio: tuple[float, float] = (3 / 4, 4 / 3),
+    attempts: int = 10,
+) -> tuple[int, int, int, int]:
+    """(left, top, right, bottom) of an Inception-style crop; centre crop as a fallback."""
+    total = height * width
+    log_lo, log_hi = math.log(ratio[0]), math.log(ratio[1])
+    for _ in range(attempts):
+        target = total * rng.uniform(*area)
+        aspect = math.exp(rng.uniform(log_lo, log_hi))
+        w = int(round(math.sqrt(target * aspect)))
+        h = int(round(math.sqrt(target / aspect)))
+        if 0 < w <= width and 0 < h <= height:
+            top = int(rng.integers(0, height - h + 1))
+            left = int(rng.integers(0, width - w + 1))
+            return left, top, left + w, top + h
+    # Fallback: the largest centre crop whose aspect ratio lies in range.
+    in_ratio = width / height
+    if in_ratio < ratio[0]:
+        w, h = width, int(round(width / ratio[0]))
+    elif in_ratio > ratio[1]:
+        h, w = height, int(round(height * ratio[1]))
+    else:
+        w, h = width, height
+    top, left = (height - h) // 2, (width - w) // 2
+    return left, top, left + w, top + h
+
+
+def train_crop(data: bytes, size: int, rng: np.random.Generator) -> np.ndarray:
+    """Decode -> random-resized crop -> random horizontal flip: uint8 (size, size, 3)."""
+    h, w = image_size(data)
+    box = random_resized_crop_box(h, w, rng)
+    flip = rng.random() < 0.5
+    crop_side = min(box[2] - box[0], box[3] - box[1])
+    img = decode(data, min_side=size, crop_fraction=crop_side / max(1, min(h, w)))
+    # The decoder may have reduced the picture; scale the box to the decoded pixels.
+    sy, sx = img.shape[0] / h, img.shape[1] / w
+    out = _resize_box(img, (box[0] * sx, box[1] * sy, box[2] * sx, box[3] * sy), size)
+    return np.ascontiguousarray(out[:, ::-1]) if flip else out
+
+
+def eval_crop(data: bytes, size: int, crop_fraction: float = 0.875) -> np.ndarray:
+    """Decode -> centre crop of `crop_fraction` of the shorter side -> resize: uint8."""
+    img = decode(data, min_side=size, crop_fraction=crop_fraction)
+    return center_crop(img, size, crop_fraction)
+
+
+def center_crop(img: np.ndarray, size: int, crop_fraction: float = 0.875) -> np.ndarray:
+    """Centre crop of an already decoded uint8 image (H, W, 3), resized to size x size."""
+    if img.ndim == 2:
+        img = np.repeat(img[:, :, None], 3, axis=2)
+    elif img.shape[2] == 1:
+        img = np.repeat(img, 3, axis=2)
+    elif img.shape[2] == 4:
+        img = img[:, :, :3]
+    h, w = img.shape[:2]
+    side = min(h, w) * crop_fraction
+    top, left = (h - side) / 2, (w - side) / 2
+    return _resize_box(np.ascontiguousarray(img), (left, top, left + side, top + side), size)

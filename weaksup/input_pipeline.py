@@ -1,0 +1,375 @@
+"""Grain input pipelines: hashtag pretraining batches and TFDS evaluation batches.
+
+Pretraining, per JAX process:
+
+  record positions (resampler, `weaksup.sampling`) -> read (ArrayRecord) -> parse the
+  record -> labels (cached per-post labels, optional label noise) -> decode + train crop
+  (`weaksup.augment`) -> skip bad records, count them -> batch
+
+A batch is a dict of numpy arrays: `image` uint8 (B_local, H, W, 3) and `labels` int32
+(B_local, max_labels), a post's labels padded with -1 (the on-device `soft_targets`
+turns them into the paper's 1/k softmax targets). `normalize_images` and `soft_targets`
+are the pure-jnp halves that run on device.
+
+Global stream. The resampler defines one global sequence of record positions per epoch,
+the same in every process. Global batch b is positions [b*G, (b+1)*G) for global batch
+size G; process p reads positions [b*G + p*B, b*G + (p+1)*B) with B = G / process_count.
+So the data a run sees does not depend on how many processes read it, and together the
+processes cover every position exactly once. Every random choice for a position (crop,
+flip) comes from (seed, epoch, position); label noise comes from (seed, record index) so
+a noisy post stays the same noisy post in every epoch, like the paper's perturbed
+dataset. The iterator's state (grain's next index plus the skip counters) therefore
+pins the exact continuation; `get_state()`/`set_state()` round-trip through Orbax with
+`grain.checkpoint.CheckpointSave/CheckpointRestore`.
+
+Label noise (paper Sec. 4.3): each of a post's in-vocabulary hashtag occurrences is,
+with probability p, replaced by a draw from the marginal distribution of in-vocabulary
+hashtag occurrences in the corpus (drawing a uniformly random occurrence does exactly
+that). Resampling weights are computed from the clean labels.
+"""
+
+from __future__ import annotations
+
+import bisect
+import dataclasses
+import os
+import warnings
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import grain
+import numpy as np
+
+from weaksup import augment
+from weaksup.hashtags.vocabulary import PostLabels, Vocabulary, VocabularyError, load_post_labels
+from weaksup.sampling import Resampler
+
+# Distinct random streams derived from the same seed.
+_AUG_STREAM = 0xA06
+_NOISE_STREAM = 0x401
+
+# ImageNet channel statistics: the standard for the ResNe(X)t recipe.
+MEAN_RGB = (0.485, 0.456, 0.406)
+STDDEV_RGB = (0.229, 0.224, 0.225)
+
+# An iterator without an end still needs a length for grain's MapDataset.
+_ENDLESS = 1 << 60
+# Warn about the first bad records individually, then only every this many.
+_WARN_FIRST, _WARN_EVERY = 20, 1000
+
+
+# --- on-device helpers ------------------------------------------------------------------
+
+
+def normalize_images(images: Any) -> Any:
+    """uint8 (..., 3) -> float32 normalised with the ImageNet mean and std (pure jnp)."""
+    import jax.numpy as jnp
+
+    x = images.astype(jnp.float32) / 255.0
+    return (x - jnp.asarray(MEAN_RGB, jnp.float32)) / jnp.asarray(STDDEV_RGB, jnp.float32)
+
+
+def soft_targets(labels: Any, num_classes: int) -> Any:
+    """(B, max_labels) int labels padded with -1 -> (B, C) with 1/k on a post's k labels."""
+    import jax
+    import jax.numpy as jnp
+
+    valid = labels >= 0
+    onehot = jax.nn.one_hot(jnp.where(valid, labels, 0), num_classes, dtype=jnp.float32)
+    onehot = onehot * valid[..., None]
+    k = jnp.maximum(valid.sum(-1, keepdims=True), 1).astype(jnp.float32)
+    return onehot.sum(-2) / k
+
+
+# --- locating records -------------------------------------------------------------------
+
+
+def record_locator(corpus: Any) -> Callable[[int], str]:
+    """Maps a global record index to "shard PATH record J" for messages."""
+    paths = [str(p) for p in corpus.shard_paths]
+    starts, total = [], 0
+    for s in corpus.shards:
+        starts.append(total)
+        total += s.records
+
+    def describe(i: int) -> str:
+        k = max(0, bisect.bisect_right(starts, i) - 1)
+        return f"shard {paths[k]} record {i - starts[k]}"
+
+    return describe
+
+
+# --- per-example work (runs in grain threads / worker processes) -----------------------
+
+
+@dataclasses.dataclass
+class _Layout:
+    """How process-local positions map to global stream positions."""
+
+    global_batch: int
+    local_batch: int
+    process_index: int
+    total: int  # global positions in the stream (_ENDLESS when endless)
+
+    def global_position(self, j: int) -> int:
+        b, r = divmod(j, self.local_batch)
+        return b * self.global_batch + self.process_index * self.local_batch + r
+
+    def local_length(self) -> int:
+        full, rem = divmod(self.total, self.global_batch)
+        tail = min(max(rem - self.process_index * self.local_batch, 0), self.local_batch)
+        return full * self.local_batch + tail
+
+
+class _PretrainExample:
+    """Process-local position -> example dict, or a skip marker naming what went wrong."""
+
+    def __init__(
+        self,
+        source: Any,
+        describe: Callable[[int], str],
+        post_labels: PostLabels,
+        vocab: Vocabulary,
+        resampler: Resampler,
+        layout: _Layout,
+        *,
+        seed: int,
+        image_size: int,
+        max_labels: int,
+        label_noise: float,
+        with_record_index: bool,
+    ):
+        self.source = source
+        self.describe = describe
+        self.post_labels = post_labels
+        self.vocab = vocab
+        self.resampler = resampler
+        self.layout = layout
+        self.seed = int(seed)
+        self.image_size = int(image_size)
+        self.max_labels = int(max_labels)
+        self.label_noise = float(label_noise)
+        self.with_record_index = with_record_index
+
+    def labels(self, record: int) -> np.ndarray:
+        if self.label_noise <= 0:
+            labels = self.post_labels.of(record)
+        else:
+            occ = self.post_labels.occurrences_of(record).copy()
+            rng = np.random.default_rng([self.seed, record, _NOISE_STREAM])
+            flip = rng.random(len(occ)) < self.label_noise
+            pool = self.post_labels.occ_labels
+            occ[flip] = pool[rng.integers(0, len(pool), int(flip.sum()))]
+            labels = np.asarray(self.vocab.prune(occ.tolist()), np.int32)
+        out = np.full(self.max_labels, -1, np.int32)
+        n = min(len(labels), self.max_labels)
+        out[:n] = labels[:n]
+        return out
+
+    def __call__(self, j: int) -> dict[str, Any]:
+        g = self.layout.global_position(int(j))
+        epoch, pos, record = self.resampler.record_at(g)
+        try:
+            data = self.source[record]
+            image_bytes = _image_bytes(data)
+            rng = np.random.default_rng([self.seed, epoch, pos, _AUG_STREAM])
+            image = augment.train_crop(image_bytes, self.image_size, rng)
+        except Exception as e:  # any bad record is skipped, never fatal
+            return {"skip": f"{self.describe(record)}: {type(e).__name__}: {e}"}
+        example = {"image": image, "labels": self.labels(record)}
+        if self.with_record_index:
+            example["record"] = np.int64(record)
+        return example
+
+
+def _image_bytes(record: bytes) -> bytes:
+    """The image field of a corpus record (full schema check, see weaksup.corpus.record)."""
+    from weaksup.corpus.record import decode_post
+
+    return decode_post(record).image
+
+
+# --- batching, skipping and counting (main process) ------------------------------------
+
+
+class BatchIterator(grain.DatasetIterator):
+    """Skips bad examples (counting and warning), stacks the rest into batches.
+
+    Its state is the upstream grain state plus the counters, so a restored run continues
+    with the same batches and the same counts.
+    """
+
+    def __init__(
+        self,
+        parent: grain.DatasetIterator,
+        batch_size: int,
+        drop_remainder: bool,
+        static: dict[str, int] | None = None,
+    ):
+        super().__init__(parent)
+        self.batch_size = batch_size
+        self.drop_remainder = drop_remainder
+        self.static = dict(static or {})
+        self.counters = {"examples": 0, "batches": 0, "skipped_unreadable": 0}
+
+    def __next__(self) -> dict[str, np.ndarray]:
+        items: list[dict[str, Any]] = []
+        while len(items) < self.batch_size:
+            try:
+                ex = next(self._parent)
+            except StopIteration:
+                break
+            if "skip" in ex:
+                self.counters["skipped_unreadable"] += 1
+                n = self.counters["skipped_unreadable"]
+                if n <= _WARN_FIRST or n % _WARN_EVERY == 0:
+                    warnings.warn(f"skipping unreadable record ({n} so far): {ex['skip']}")
+                continue
+            items.append(ex)
+        if not items or (self.drop_remainder and len(items) < self.batch_size):
+            raise StopIteration
+        batch = {k: np.stack([ex[k] for ex in items]) for k in items[0]}
+        self.counters["examples"] += len(items)
+        self.counters["batches"] += 1
+        return batch
+
+    def stats(self) -> dict[str, int]:
+        """Counters for logging: examples/batches served, records skipped, corpus totals."""
+        return {**self.static, **self.counters}
+
+    def get_state(self) -> dict[str, Any]:
+        return {"parent": self._parent.get_state(), "counters": dict(self.counters)}
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        self._parent.set_state(state["parent"])
+        self.counters = {k: int(v) for k, v in state["counters"].items()}
+
+
+def _mapped_iterator(
+    ds: grain.MapDataset, num_workers: int, num_threads: int, prefetch: int
+) -> grain.DatasetIterator:
+    it_ds = ds.to_iter_dataset(
+        grain.ReadOptions(num_threads=num_threads, prefetch_buffer_size=prefetch)
+    )
+    if num_workers > 0:
+        it_ds = it_ds.mp_prefetch(grain.MultiprocessingOptions(num_workers=num_workers))
+    return iter(it_ds)
+
+
+def _process_layout(
+    global_batch_size: int, process_index: int | None, process_count: int | None
+) -> tuple[int, int, int]:
+    if process_index is None or process_count is None:
+        import jax
+
+        process_index = jax.process_index() if process_index is None else process_index
+        process_count = jax.process_count() if process_count is None else process_count
+    if not 0 <= process_index < process_count:
+        raise ValueError(f"process_index {process_index} not in [0, {process_count})")
+    if global_batch_size % process_count:
+        raise ValueError(
+            f"global batch size {global_batch_size} is not divisible by {process_count} processes"
+        )
+    return process_index, process_count, global_batch_size // process_count
+
+
+# --- pretraining ------------------------------------------------------------------------
+
+
+def make_pretrain_iterator(
+    corpus_dir: str | os.PathLike,
+    vocab_path: str | os.PathLike,
+    *,
+    global_batch_size: int,
+    image_size: int,
+    resampling: str = "natural",
+    label_noise: float = 0.0,
+    max_labels: int = 8,
+    seed: int = 0,
+    num_epochs: int | None = None,
+    drop_remainder: bool = True,
+    process_index: int | None = None,
+    process_count: int | None = None,
+    num_workers: int = 0,
+    num_threads: int = 2,
+    prefetch: int = 64,
+    with_record_index: bool = False,
+    allow_corpus_mismatch: bool = False,
+) -> BatchIterator:
+    """This process's iterator of pretraining batches (checkpointable grain iterator).
+
+    `num_epochs=None` repeats forever. `process_index`/`process_count` default to JAX's.
+    `num_workers` > 0 decodes in that many worker processes (grain mp_prefetch);
+    `num_threads` is grain's per-process read/decode thread count. A vocabulary built
+    from a different corpus is an error unless `allow_corpus_mismatch`.
+    """
+    from weaksup.corpus.shards import Corpus
+
+    process_index, process_count, local_batch = _process_layout(
+        global_batch_size, process_index, process_count
+    )
+    if not 0.0 <= label_noise <= 1.0:
+        raise ValueError(f"label_noise must be in [0, 1], got {label_noise}")
+    corpus = Corpus(corpus_dir)
+    vocab = Vocabulary.load(vocab_path)
+    built_on = vocab.build.get("corpus", {}).get("manifest_sha256")
+    from weaksup.hashtags.vocabulary import manifest_sha256
+
+    actual = manifest_sha256(corpus.path)
+    if built_on and built_on != actual and not allow_corpus_mismatch:
+        raise VocabularyError(
+            f"{vocab_path}: built from corpus {vocab.build['corpus'].get('path')} "
+            f"(manifest {built_on[:12]}), but {corpus.path} has manifest {actual[:12]}; "
+            "rebuild the vocabulary or allow the mismatch explicitly"
+        )
+    post_labels = load_post_labels(vocab, vocab_path, corpus)
+    resampler = Resampler(
+        post_labels.offsets, post_labels.labels, vocab.num_classes, resampling, seed=seed
+    )
+    total = _ENDLESS if num_epochs is None else int(num_epochs) * len(resampler)
+    layout = _Layout(global_batch_size, local_batch, process_index, total)
+    fn = _PretrainExample(
+        corpus.data_source(),
+        record_locator(corpus),
+        post_labels,
+        vocab,
+        resampler,
+        layout,
+        seed=seed,
+        image_size=image_size,
+        max_labels=max_labels,
+        label_noise=label_noise,
+        with_record_index=with_record_index,
+    )
+    ds = grain.MapDataset.range(layout.local_length()).map(fn)
+    static = {
+        "records": len(post_labels),
+        "labelled_records": int(len(resampler.labelled)),
+        "unlabelled_records": int(len(post_labels) - len(resampler.labelled)),
+        "unreadable_hashtags": int(len(post_labels.bad)),
+        "epoch_size": len(resampler),
+    }
+    parent = _mapped_iterator(ds, num_workers, num_threads, prefetch)
+    return BatchIterator(parent, local_batch, drop_remainder, static)
+
+
+def make_pretrain_iterator_from_config(
+    config: Any, process_index: int | None = None, process_count: int | None = None
+) -> BatchIterator:
+    """`make_pretrain_iterator` from a config's corpus_dir, vocab_path, seed and `input`."""
+    inp = config.input
+    return make_pretrain_iterator(
+        config.corpus_dir,
+        config.vocab_path,
+        global_batch_size=inp.global_batch_size,
+        image_size=inp.image_size,
+        resampling=inp.get("resampling", "natural"),
+        label_noise=inp.get("label_noise", 0.0),
+        max_labels=inp.get("max_labels", 8),
+        seed=config.get("seed", 0),
+        num_workers=inp.get("num_workers", 0),
+        num_threads=inp.get("num_threads", 2),
+        process_index=process_index,
+        process_count=process_count,
+    )
