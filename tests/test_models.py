@@ -1,0 +1,146 @@
+"""ResNet/ResNeXt zoo: published sizes, API shape, mixed precision, batch-norm modes."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from weaksup.models import get_model, list_models, model_config
+from weaksup.models.counting import count_macs, count_params
+from weaksup.models.norm import BatchNorm
+
+# (params with a 1000-class head, GMACs at 224 px): torchvision / the paper.
+PUBLISHED = {
+    "resnet50": (25_557_032, 4.1),
+    "resnet101": (44_549_160, 7.8),
+    "resnext101_32x8d": (88_791_336, 16.5),
+    "resnext101_32x16d": (194e6, 36.0),
+    "resnext101_32x32d": (468e6, 87.0),
+    "resnext101_32x48d": (829e6, 153.0),
+}
+
+
+@pytest.mark.parametrize("name", list(PUBLISHED))
+def test_sizes_match_published(name):
+    params, gmacs = PUBLISHED[name]
+    model = get_model(name, 1000)
+    n = count_params(model)
+    if isinstance(params, int):
+        assert n == params
+    else:
+        assert abs(n - params) / params < 0.005, n
+    macs = count_macs(model, 224) / 1e9
+    assert abs(macs - gmacs) / gmacs < 0.015, macs
+
+
+def test_mac_count_follows_resolution_and_head():
+    model = get_model("resnet50", 1000)
+    m224, m448 = count_macs(model, 224), count_macs(model, 448)
+    head = 2048 * 1000
+    # Convolutions scale with pixels; the head does not.
+    assert (m448 - head) == 4 * (m224 - head)
+    assert count_macs(get_model("resnet50", 10), 224) == m224 - 2048 * 990
+
+
+def test_all_registered_models_build():
+    assert {"resnet50", "resnext101_32x4d", "resnext_tiny", "resnet_tiny"} <= set(list_models())
+    for name in list_models():
+        assert count_params(get_model(name, 7), 32) > 0
+
+
+def _init(name, x, **kw):
+    model = get_model(name, 5, **kw)
+    return model, model.init(jax.random.key(0), x, train=False)
+
+
+def test_contract_trunk_head_features():
+    x = jax.random.normal(jax.random.key(1), (4, 32, 32, 3))
+    model, variables = _init("resnext_tiny", x)
+    assert set(variables) == {"params", "batch_stats"}
+    assert set(variables["params"]) == {"trunk", "head"}
+    assert set(variables["batch_stats"]) == {"trunk"}
+    logits, updates = model.apply(variables, x, train=True, mutable=["batch_stats"])
+    assert logits.shape == (4, 5) and logits.dtype == jnp.float32
+    feats = model.apply(variables, x, train=False, method="features")
+    assert feats.shape == (4, model_config("resnext_tiny").feature_dim) == (4, 256)
+    # The head is a Dense layer on the trunk's features.
+    head = variables["params"]["head"]
+    expected = feats @ head["kernel"] + head["bias"]
+    np.testing.assert_allclose(model.apply(variables, x), expected, rtol=1e-5, atol=1e-5)
+    # Training mode updates the running statistics.
+    before = jax.tree.leaves(variables["batch_stats"])
+    after = jax.tree.leaves(updates["batch_stats"])
+    assert any(not np.allclose(a, b) for a, b in zip(before, after))
+
+
+def test_grouped_conv_kernel_layout_matches_nn_conv():
+    x = jnp.zeros((1, 32, 32, 3))
+    _, variables = _init("resnext_tiny", x)
+    k = variables["params"]["trunk"]["stage1_block1"]["conv2"]["kernel"]
+    # nn.Conv(feature_group_count=8) layout: (kh, kw, Cin / groups, Cout)
+    assert k.shape == (3, 3, 64 // 8, 64)
+
+
+def test_residual_branch_starts_as_identity():
+    x = jax.random.normal(jax.random.key(2), (2, 32, 32, 3))
+    _, variables = _init("resnet_tiny", x)
+    trunk = variables["params"]["trunk"]
+    for block in (b for n, b in trunk.items() if n.startswith("stage")):
+        assert np.all(np.asarray(block["bn3"]["scale"]) == 0)
+        assert np.all(np.asarray(block["bn1"]["scale"]) == 1)
+
+
+def test_mixed_precision_keeps_float32_params_and_logits():
+    x = jax.random.normal(jax.random.key(3), (2, 32, 32, 3))
+    model, variables = _init("resnext_tiny", x, dtype="bfloat16")
+    assert all(p.dtype == jnp.float32 for p in jax.tree.leaves(variables["params"]))
+    logits, updates = model.apply(variables, x, train=True, mutable=["batch_stats"])
+    assert logits.dtype == jnp.float32
+    assert all(s.dtype == jnp.float32 for s in jax.tree.leaves(updates["batch_stats"]))
+    # bf16 compute stays close to f32 compute on the same parameters.
+    f32 = get_model("resnext_tiny", 5).apply(variables, x, method="features")
+    bf16 = model.apply(variables, x, method="features")
+    np.testing.assert_allclose(bf16, f32, rtol=0.1, atol=0.05)
+    # ... and the compute really is bf16 (a different number).
+    assert not np.array_equal(np.asarray(bf16), np.asarray(f32))
+
+
+def test_batchnorm_groups_normalise_each_group_separately():
+    # Two groups with very different scales: per-group statistics normalise each.
+    a = jax.random.normal(jax.random.key(4), (8, 3, 3, 4))
+    x = jnp.concatenate([a, 100.0 + 10.0 * a], axis=0)
+    bn_group = BatchNorm(groups=2)
+    v = bn_group.init(jax.random.key(0), x, train=False)
+    y, _ = bn_group.apply(v, x, train=True, mutable=["batch_stats"])
+    np.testing.assert_allclose(y[:8], y[8:], rtol=1e-3, atol=1e-3)
+    for half in (y[:8], y[8:]):
+        np.testing.assert_allclose(jnp.mean(half, axis=(0, 1, 2)), 0.0, atol=1e-4)
+        np.testing.assert_allclose(jnp.std(half, axis=(0, 1, 2)), 1.0, rtol=1e-3)
+    # Global statistics do not: the first half sits far below zero.
+    y_global, upd = BatchNorm(groups=0).apply(v, x, train=True, mutable=["batch_stats"])
+    assert float(jnp.mean(y_global[:8])) < -0.9
+    np.testing.assert_allclose(upd["batch_stats"]["mean"], 0.1 * jnp.mean(x, axis=(0, 1, 2)), rtol=1e-5)
+    with pytest.raises(ValueError, match="not divisible"):
+        BatchNorm(groups=3).apply(v, x, train=True, mutable=["batch_stats"])
+
+
+def test_bn_groups_override_changes_training_forward():
+    x = jnp.concatenate([jnp.zeros((2, 32, 32, 3)), jnp.ones((2, 32, 32, 3)) * 3.0])
+    x = x + 0.1 * jax.random.normal(jax.random.key(5), x.shape)
+    model_g, variables = _init("resnet_tiny", x, bn_groups=2)
+    out_g, _ = model_g.apply(variables, x, train=True, mutable=["batch_stats"], method="features")
+    out_0, _ = get_model("resnet_tiny", 5).apply(variables, x, train=True, mutable=["batch_stats"], method="features")
+    assert not np.allclose(out_g, out_0, atol=1e-3)
+
+
+def test_bad_names_and_overrides_are_rejected():
+    with pytest.raises(ValueError, match="unknown model"):
+        get_model("resnet51", 10)
+    with pytest.raises(ValueError, match="conv_impl"):
+        get_model("resnext_tiny", 10, conv_impl="winograd")
+    with pytest.raises(ValueError, match="unknown architecture overrides"):
+        get_model("resnext_tiny", 10, depth=3)
+    with pytest.raises(ValueError, match="dtype"):
+        get_model("resnext_tiny", 10, dtype="float8")
+    m = get_model("resnext_tiny", 10, stage_sizes=[2, 1, 1], groups=4)
+    assert m.config.stage_sizes == (2, 1, 1) and m.config.groups == 4
