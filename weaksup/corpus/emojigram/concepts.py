@@ -240,12 +240,16 @@ def concept_terms(concept: Concept) -> tuple[list[list[str]], np.ndarray]:
 
 def concept_hashtags(concept: Concept, rng: np.random.Generator, n: int) -> list[str]:
     """`n` distinct user-style hashtags for a concept (fewer if it has fewer terms)."""
-    terms, p = _terms_cached(concept.id)
+    terms, cdf = _terms_cached(concept.id)
     n = min(n, len(terms))
-    picks = rng.choice(len(terms), size=n, replace=False, p=p)
+    picks: list[int] = []
+    while len(picks) < n:  # weighted sampling without replacement, by rejection
+        k = min(int(np.searchsorted(cdf, rng.random(), side="right")), len(terms) - 1)
+        if k not in picks:
+            picks.append(k)
     tags, seen = [], set()
     for k in picks:
-        tag = surface(terms[int(k)], rng)
+        tag = surface(terms[k], rng)
         if tag.lower() not in seen:
             seen.add(tag.lower())
             tags.append(tag)
@@ -260,4 +264,5 @@ def concepts_by_id() -> dict[str, Concept]:
 
 @functools.cache
 def _terms_cached(concept_id: str) -> tuple[list[list[str]], np.ndarray]:
-    return concept_terms(concepts_by_id()[concept_id])
+    terms, p = concept_terms(concepts_by_id()[concept_id])
+    return terms, np.cumsum(p)
