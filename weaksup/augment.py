@@ -82,6 +82,16 @@ def decode(data: bytes, min_side: int = 0, crop_fraction: float = 1.0) -> np.nda
     return _pil_decode(data)
 
 
+def _rgb(img: np.ndarray) -> np.ndarray:
+    if img.ndim == 2:
+        img = img[:, :, None]
+    if img.shape[2] == 1:
+        img = np.repeat(img, 3, axis=2)
+    elif img.shape[2] == 4:
+        img = img[:, :, :3]
+    return np.ascontiguousarray(img)
+
+
 def _resize_box(img: np.ndarray, box: tuple[float, float, float, float], size: int) -> np.ndarray:
     pil = Image.fromarray(img)
     # reducing_gap lets Pillow shrink by an integer factor first: faster, same quality.
@@ -134,6 +144,15 @@ def train_crop(data: bytes, size: int, rng: np.random.Generator) -> np.ndarray:
     return np.ascontiguousarray(out[:, ::-1]) if flip else out
 
 
+def train_crop_array(img: np.ndarray, size: int, rng: np.random.Generator) -> np.ndarray:
+    """`train_crop` for an already decoded uint8 image (H, W, 3)."""
+    img = _rgb(img)
+    box = random_resized_crop_box(img.shape[0], img.shape[1], rng)
+    flip = rng.random() < 0.5
+    out = _resize_box(img, box, size)
+    return np.ascontiguousarray(out[:, ::-1]) if flip else out
+
+
 def eval_crop(data: bytes, size: int, crop_fraction: float = 0.875) -> np.ndarray:
     """Decode -> centre crop of `crop_fraction` of the shorter side -> resize: uint8."""
     img = decode(data, min_side=size, crop_fraction=crop_fraction)
@@ -142,13 +161,8 @@ def eval_crop(data: bytes, size: int, crop_fraction: float = 0.875) -> np.ndarra
 
 def center_crop(img: np.ndarray, size: int, crop_fraction: float = 0.875) -> np.ndarray:
     """Centre crop of an already decoded uint8 image (H, W, 3), resized to size x size."""
-    if img.ndim == 2:
-        img = np.repeat(img[:, :, None], 3, axis=2)
-    elif img.shape[2] == 1:
-        img = np.repeat(img, 3, axis=2)
-    elif img.shape[2] == 4:
-        img = img[:, :, :3]
+    img = _rgb(img)
     h, w = img.shape[:2]
     side = min(h, w) * crop_fraction
     top, left = (h - side) / 2, (w - side) / 2
-    return _resize_box(np.ascontiguousarray(img), (left, top, left + side, top + side), size)
+    return _resize_box(img, (left, top, left + side, top + side), size)

@@ -373,3 +373,184 @@ def make_pretrain_iterator_from_config(
         process_index=process_index,
         process_count=process_count,
     )
+
+
+# --- evaluation targets (TFDS, array_record, no TensorFlow) -------------------------------
+
+
+class EvalDataError(ValueError):
+    """An evaluation dataset that cannot be opened as asked (name, split or feature key)."""
+
+
+def open_tfds_source(
+    dataset: str,
+    split: str,
+    *,
+    data_dir: str | os.PathLike | None,
+    image_key: str = "image",
+    label_key: str = "label",
+) -> tuple[Any, int]:
+    """A TFDS random-access source yielding encoded image bytes, and the class count.
+
+    Images come undecoded (SkipDecoding) so that JPEGs go through the fast decoder.
+    """
+    import tensorflow_datasets as tfds
+
+    try:
+        builder = tfds.builder(dataset, data_dir=None if data_dir is None else str(data_dir))
+    except Exception as e:  # tfds raises DatasetNotFoundError and friends
+        raise EvalDataError(f"TFDS dataset {dataset!r} (data_dir {data_dir}): {type(e).__name__}: {e}") from None
+    if not builder.is_prepared():
+        raise EvalDataError(f"TFDS dataset {dataset!r} is not built under {builder.data_dir}")
+    features = builder.info.features
+    for what, key in (("image_key", image_key), ("label_key", label_key)):
+        if key not in features:
+            raise EvalDataError(
+                f"TFDS dataset {dataset!r} has no feature {key!r} ({what}); features: {sorted(features.keys())}"
+            )
+    if split not in builder.info.splits:
+        raise EvalDataError(f"TFDS dataset {dataset!r} has no split {split!r}; splits: {sorted(builder.info.splits.keys())}")
+    label_feature = features[label_key]
+    num_classes = int(getattr(label_feature, "num_classes", 0) or 0)
+    decoders = {image_key: tfds.decode.SkipDecoding()}
+    source = builder.as_data_source(split=split, decoders=decoders)
+    return source, num_classes
+
+
+class _EvalExample:
+    """Local index -> centre-cropped example; indices past this process's part are padding."""
+
+    def __init__(self, source, lo, count, image_key, label_key, image_size, crop_fraction, name):
+        self.source, self.lo, self.count = source, lo, count
+        self.image_key, self.label_key = image_key, label_key
+        self.image_size, self.crop_fraction, self.name = image_size, crop_fraction, name
+
+    def _padding(self) -> dict[str, Any]:
+        return {
+            "image": np.zeros((self.image_size, self.image_size, 3), np.uint8),
+            "label": np.int32(-1),
+            "mask": np.bool_(False),
+        }
+
+    def __call__(self, j: int) -> dict[str, Any]:
+        if j >= self.count:
+            return self._padding()
+        i = self.lo + int(j)
+        try:
+            ex = self.source[i]
+            image = _as_image(ex[self.image_key], self.image_size, self.crop_fraction)
+            label = np.int32(ex[self.label_key])
+        except Exception as e:  # one bad picture must not end an evaluation
+            warnings.warn(f"{self.name} example {i}: unreadable, masked out: {type(e).__name__}: {e}")
+            return self._padding()
+        return {"image": image, "label": label, "mask": np.bool_(True)}
+
+
+def _as_image(value: Any, size: int, crop_fraction: float) -> np.ndarray:
+    if isinstance(value, (bytes, bytearray)):
+        return augment.eval_crop(bytes(value), size, crop_fraction)
+    return augment.center_crop(np.asarray(value, np.uint8), size, crop_fraction)
+
+
+def make_eval_iterator(
+    dataset: str,
+    split: str,
+    *,
+    data_dir: str | os.PathLike | None,
+    image_key: str = "image",
+    label_key: str = "label",
+    batch_size: int,
+    image_size: int,
+    process_index: int | None = None,
+    process_count: int | None = None,
+    crop_fraction: float = 0.875,
+    num_threads: int = 2,
+) -> Iterator[dict[str, np.ndarray]]:
+    """One pass over a TFDS split: `image` uint8, `label` int32, `mask` bool batches.
+
+    `batch_size` is global; this process yields batches of batch_size / process_count
+    over its contiguous part of the split. Every process yields the same number of
+    batches; the last ones are padded (mask False, label -1) so shapes stay static.
+    """
+    process_index, process_count, local_batch = _process_layout(batch_size, process_index, process_count)
+    source, _ = open_tfds_source(dataset, split, data_dir=data_dir, image_key=image_key, label_key=label_key)
+    n = len(source)
+    bounds = [n * p // process_count for p in range(process_count + 1)]
+    lo, hi = bounds[process_index], bounds[process_index + 1]
+    per_process = -(-n // process_count)
+    num_batches = -(-per_process // local_batch)
+    fn = _EvalExample(source, lo, hi - lo, image_key, label_key, image_size, crop_fraction, f"{dataset}/{split}")
+    ds = grain.MapDataset.range(num_batches * local_batch).map(fn).batch(local_batch)
+    return iter(ds.to_iter_dataset(grain.ReadOptions(num_threads=num_threads, prefetch_buffer_size=4 * local_batch)))
+
+
+class _Permutation:
+    """Every example once per epoch, in an order fixed by (seed, epoch)."""
+
+    def __init__(self, n: int, seed: int):
+        self.n, self.seed = n, seed
+        self._cached: tuple[int, np.ndarray] | None = None
+
+    def __len__(self) -> int:
+        return self.n
+
+    def record_at(self, position: int) -> tuple[int, int, int]:
+        epoch, pos = divmod(int(position), self.n)
+        if self._cached is None or self._cached[0] != epoch:
+            self._cached = (epoch, np.random.default_rng([self.seed, epoch, 0x5A3D]).permutation(self.n))
+        return epoch, pos, int(self._cached[1][pos])
+
+
+class _FinetuneExample:
+    """Process-local position -> random-resized-crop example, or a skip marker."""
+
+    def __init__(self, source, order, layout, image_key, label_key, image_size, seed, name):
+        self.source, self.order, self.layout = source, order, layout
+        self.image_key, self.label_key = image_key, label_key
+        self.image_size, self.seed, self.name = image_size, seed, name
+
+    def __call__(self, j: int) -> dict[str, Any]:
+        epoch, pos, i = self.order.record_at(self.layout.global_position(int(j)))
+        try:
+            ex = self.source[i]
+            rng = np.random.default_rng([self.seed, epoch, pos, _AUG_STREAM])
+            value = ex[self.image_key]
+            if isinstance(value, (bytes, bytearray)):
+                image = augment.train_crop(bytes(value), self.image_size, rng)
+            else:  # already decoded by TFDS: crop the array
+                image = augment.train_crop_array(np.asarray(value, np.uint8), self.image_size, rng)
+            return {"image": image, "label": np.int32(ex[self.label_key])}
+        except Exception as e:  # any bad example is skipped, never fatal
+            return {"skip": f"{self.name} example {i}: {type(e).__name__}: {e}"}
+
+
+def make_finetune_iterator(
+    dataset: str,
+    split: str,
+    *,
+    data_dir: str | os.PathLike | None,
+    image_key: str = "image",
+    label_key: str = "label",
+    batch_size: int,
+    image_size: int,
+    seed: int = 0,
+    num_epochs: int | None = None,
+    process_index: int | None = None,
+    process_count: int | None = None,
+    num_workers: int = 0,
+    num_threads: int = 2,
+) -> BatchIterator:
+    """Training batches from a TFDS split for fine-tuning: shuffled, repeated, augmented.
+
+    Random-resized crop + flip; `image` uint8 and `label` int32; `batch_size` is global.
+    Checkpointable like the pretraining iterator (same global-stream layout).
+    """
+    process_index, process_count, local_batch = _process_layout(batch_size, process_index, process_count)
+    source, _ = open_tfds_source(dataset, split, data_dir=data_dir, image_key=image_key, label_key=label_key)
+    order = _Permutation(len(source), seed)
+    total = _ENDLESS if num_epochs is None else int(num_epochs) * len(source)
+    layout = _Layout(batch_size, local_batch, process_index, total)
+    fn = _FinetuneExample(source, order, layout, image_key, label_key, image_size, seed, f"{dataset}/{split}")
+    ds = grain.MapDataset.range(layout.local_length()).map(fn)
+    parent = _mapped_iterator(ds, num_workers, num_threads, 4 * local_batch)
+    return BatchIterator(parent, local_batch, drop_remainder=True, static={"records": len(source)})
