@@ -1,0 +1,243 @@
+"""Orbax checkpoints: train state, data-iterator state, config and vocabulary, together.
+
+`WORKDIR/checkpoints/<step>/` holds four items:
+  state    the train state pytree {params, batch_stats, opt_state, step, rng} (PyTree
+           handler: sharded arrays, restorable onto any mesh by giving target shardings)
+  data     the grain iterator state, one JSON file per process (grain's Orbax handler)
+  config   the run's config as JSON, plus the derived run facts (`run` key)
+  vocab    the vocabulary JSON, so the label space travels with the weights
+
+Orbax writes each step to a temporary directory and renames it when every item is
+complete, so a run killed mid-save leaves nothing that looks like a checkpoint; such
+leftovers are ignored on restart. `load_pretrained(workdir)` rebuilds config, vocabulary,
+model and variables from the directory alone.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import jax
+import orbax.checkpoint as ocp
+
+STATE, DATA, CONFIG, VOCAB = "state", "data", "config", "vocab"
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint that is missing, unreadable or does not fit the run."""
+
+
+def checkpoint_dir(workdir: str | os.PathLike) -> Path:
+    """Where a run keeps its checkpoints."""
+    return Path(workdir).resolve() / "checkpoints"
+
+
+class Checkpointer:
+    """A CheckpointManager for one run: async saves, keep the last K and the best one."""
+
+    def __init__(
+        self,
+        directory: str | os.PathLike,
+        *,
+        keep: int = 3,
+        best_metric: str | None = None,
+        best_mode: str = "min",
+        async_save: bool = True,
+        read_only: bool = False,
+    ):
+        self.directory = Path(directory).resolve()
+        if best_mode not in ("min", "max"):
+            raise ValueError(f"best_mode must be 'min' or 'max', got {best_mode!r}")
+        policies: list[Any] = [ocp.checkpoint_managers.LatestN(n=max(int(keep), 1))]
+        if best_metric:
+            policies.append(
+                ocp.checkpoint_managers.BestN(
+                    get_metric_fn=lambda m: float(m[best_metric]),
+                    reverse=best_mode == "min",
+                    n=1,
+                    keep_checkpoints_without_metrics=False,
+                )
+            )
+        self.best_metric = best_metric
+        options = ocp.CheckpointManagerOptions(
+            create=not read_only,
+            read_only=read_only,
+            enable_async_checkpointing=async_save,
+            preservation_policy=ocp.checkpoint_managers.AnyPreservationPolicy(policies),
+            # Partial saves of a killed run: Orbax never lists them; removing them on start
+            # keeps the directory tidy.
+            cleanup_tmp_directories=not read_only,
+        )
+        self.manager = ocp.CheckpointManager(self.directory, options=options)
+
+    def latest_step(self) -> int | None:
+        """The newest complete checkpoint's step, or None."""
+        return self.manager.latest_step()
+
+    def all_steps(self) -> list[int]:
+        """Steps of all complete checkpoints, ascending."""
+        self.manager.reload()
+        return sorted(self.manager.all_steps())
+
+    def save(
+        self,
+        step: int,
+        state: Any,
+        *,
+        data_iterator: Any = None,
+        config: Mapping[str, Any] | None = None,
+        vocab: Mapping[str, Any] | None = None,
+        metrics: Mapping[str, float] | None = None,
+    ) -> bool:
+        """Starts saving step `step` (asynchronously); all processes must call it together.
+
+        Returns once the arrays are copied off the devices, so the caller may donate or
+        overwrite `state` right away; the data-iterator state is captured at call time.
+        """
+        items: dict[str, Any] = {STATE: ocp.args.PyTreeSave(state)}
+        if data_iterator is not None:
+            import grain.checkpoint
+
+            items[DATA] = grain.checkpoint.CheckpointSave(data_iterator)
+        if config is not None:
+            items[CONFIG] = ocp.args.JsonSave(dict(config))
+        if vocab is not None:
+            items[VOCAB] = ocp.args.JsonSave(dict(vocab))
+        clean_metrics = None
+        if metrics is not None and self.best_metric and self.best_metric in metrics:
+            clean_metrics = {k: float(v) for k, v in metrics.items()}
+        return self.manager.save(step, args=ocp.args.Composite(**items), metrics=clean_metrics, force=True)
+
+    def _step_dir(self, step: int) -> Path:
+        return self.directory / str(step)
+
+    def restore_state(self, step: int, abstract_state: Any, data_iterator: Any = None) -> Any:
+        """Restores the train state onto the shardings of `abstract_state` (ShapeDtypeStructs).
+
+        The target shardings may differ from the saved ones (another device count or mesh):
+        Orbax reads each shard where the new layout needs it. `data_iterator`, if given, is
+        set to the saved position.
+        """
+        restore_args = ocp.checkpoint_utils.construct_restore_args(abstract_state)
+        items: dict[str, Any] = {STATE: ocp.args.PyTreeRestore(item=abstract_state, restore_args=restore_args)}
+        if data_iterator is not None:
+            import grain.checkpoint
+
+            items[DATA] = grain.checkpoint.CheckpointRestore(data_iterator)
+        restored = self._restore(step, items)
+        return restored[STATE]
+
+    def restore_params(self, step: int, abstract_variables: Any) -> Any:
+        """Restores only {params, batch_stats} (no optimiser state) onto the given shardings."""
+        restore_args = ocp.checkpoint_utils.construct_restore_args(abstract_variables)
+        items = {
+            STATE: ocp.args.PyTreeRestore(item=abstract_variables, restore_args=restore_args, partial_restore=True)
+        }
+        return self._restore(step, items)[STATE]
+
+    def restore_json(self, step: int, name: str) -> dict[str, Any]:
+        """The `config` or `vocab` item of a step."""
+        return dict(self._restore(step, {name: ocp.args.JsonRestore()})[name])
+
+    def _restore(self, step: int, items: dict[str, Any]) -> Any:
+        step_dir = self._step_dir(step)
+        if step not in self.all_steps():
+            raise CheckpointError(f"no complete checkpoint for step {step} in {self.directory}")
+        for name in items:
+            if not (step_dir / name).is_dir():
+                raise CheckpointError(f"checkpoint {step_dir} is broken: item {name!r} is missing")
+        try:
+            return self.manager.restore(step, args=ocp.args.Composite(**items))
+        except CheckpointError:
+            raise
+        except Exception as e:  # Orbax/TensorStore raise many unrelated types
+            raise CheckpointError(f"checkpoint {step_dir} is broken or does not fit: {type(e).__name__}: {e}") from e
+
+    def wait(self) -> None:
+        """Blocks until pending async saves are committed."""
+        self.manager.wait_until_finished()
+
+    def close(self) -> None:
+        """Waits for pending saves and releases the manager."""
+        self.manager.wait_until_finished()
+        self.manager.close()
+
+
+def vocab_hash(vocab_json: Mapping[str, Any]) -> str:
+    """A stable hash of the label space (ordered wnids), used to match runs to vocabularies."""
+    import hashlib
+
+    wnids = list(vocab_json.get("wnids") or [c.get("wnid") for c in vocab_json.get("classes", [])])
+    return hashlib.sha256(json.dumps(wnids).encode()).hexdigest()[:16]
+
+
+def _vocab_from_json(data: Mapping[str, Any]) -> Any:
+    from weaksup.hashtags.vocabulary import Vocabulary
+
+    # Vocabulary.load reads a file; go through one so the loader's checks apply unchanged.
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "vocab.json"
+        path.write_text(json.dumps(data))
+        return Vocabulary.load(path)
+
+
+def load_pretrained(workdir: str | os.PathLike, step: int | None = None, mesh: Any = None) -> tuple[Any, Any, Any, Any]:
+    """(config, vocab, model, variables) of a run, from its workdir alone.
+
+    `variables` = {"params", "batch_stats"} placed replicated (or fsdp-sharded by the
+    run's rule) on `mesh` (default: all local devices). `step` defaults to the latest.
+    """
+    from weaksup import config as config_lib
+    from weaksup import models, sharding
+
+    directory = checkpoint_dir(workdir)
+    if not directory.is_dir():
+        raise CheckpointError(f"{workdir}: no checkpoints directory ({directory})")
+    ckpt = Checkpointer(directory, read_only=True)
+    try:
+        step = ckpt.latest_step() if step is None else step
+        if step is None:
+            raise CheckpointError(f"{directory}: no complete checkpoint")
+        config = config_lib.config_from_json(ckpt.restore_json(step, CONFIG))
+        vocab = _vocab_from_json(ckpt.restore_json(step, VOCAB))
+        model = models.get_model(config.model.name, vocab.num_classes, **dict(config.model.get("overrides", {}) or {}))
+        mesh = mesh if mesh is not None else sharding.make_mesh({"data": -1})
+        abstract = abstract_variables(model, config, mesh)
+        variables = ckpt.restore_params(step, abstract)
+    finally:
+        ckpt.close()
+    return config, vocab, model, variables
+
+
+def abstract_variables(model: Any, config: Any, mesh: Any) -> dict[str, Any]:
+    """ShapeDtypeStructs (with shardings) of a model's {params, batch_stats}."""
+    import jax.numpy as jnp
+
+    from weaksup import sharding
+
+    size = int(config.input.image_size)
+    shapes = jax.eval_shape(
+        lambda: model.init(jax.random.key(0), jnp.zeros((1, size, size, 3), jnp.float32), train=False)
+    )
+    shapes = {"params": shapes["params"], "batch_stats": shapes.get("batch_stats", {})}
+    shardings = sharding.tree_shardings(shapes, mesh)
+    return jax.tree.map(lambda s, sh: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sh), shapes, shardings)
+
+
+def save_interval_due(
+    step: int, last_save_step: int, last_save_time: float, now: float, every_steps: int | None, every_minutes: float | None
+) -> bool:
+    """Whether a periodic save is due at `step` (by steps and/or wall-clock minutes)."""
+    if step <= last_save_step:
+        return False
+    if every_steps and step % int(every_steps) == 0:
+        return True
+    if every_minutes and now - last_save_time >= datetime.timedelta(minutes=every_minutes).total_seconds():
+        return True
+    return False
