@@ -104,14 +104,16 @@ def test_build_is_deterministic_and_reused(tmp_path, built, resolver):
     assert other.name != again.builder_config.name
 
 
-def test_command_line_builds_the_target(tmp_path, capsys):
-    rc = target.main([
+def test_command_line_builds_the_target(tmp_path):
+    cmd = [
+        sys.executable, "-m", "weaksup.datasets.emojigram_target",
         "--data-dir", str(tmp_path), "--heldout-artist", "noto", "--image-size", "24",
         "--train-per-class", "2", "--validation-per-class", "1", "--test-per-class", "1",
         "--max-classes", "4",
-    ])
-    assert rc == 0
-    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    ]
+    out = subprocess.run(cmd, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr[-2000:]
+    summary = json.loads(out.stdout.strip().splitlines()[-1])
     assert summary["name"].startswith("emojigram_target/noto_24_")
     assert summary["classes"] == 4
     assert summary["splits"] == {"train": 8, "validation": 4, "test": 4}

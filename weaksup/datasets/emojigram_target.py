@@ -132,7 +132,9 @@ def config_for(
     )
 
 
-class EmojigramTarget(tfds.core.GeneratorBasedBuilder):
+# Under `python -m`, this file runs a second time as __main__ after the package import
+# registered the builder; that copy must not register again (and is not used, see below).
+class EmojigramTarget(tfds.core.GeneratorBasedBuilder, skip_registration=__name__ == "__main__"):
     """EmojiGram held-out-artist target (see module docstring)."""
 
     VERSION = tfds.core.Version("1.0.0")
@@ -243,8 +245,10 @@ def build_target(
         max_classes=max_classes,
     )
     data_dir = Path(data_dir) if data_dir is not None else paths.tfds_data_dir()
+    # tfds accepts a predefined config only by name
+    config = cfg.name if cfg.name in EmojigramTarget.builder_configs else cfg
     builder = EmojigramTarget(
-        config=cfg, data_dir=str(data_dir), file_format="array_record", resolver=resolver
+        config=config, data_dir=str(data_dir), file_format="array_record", resolver=resolver
     )
     builder.download_and_prepare(
         download_config=tfds.download.DownloadConfig(try_download_gcs=False)
@@ -286,4 +290,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from weaksup.datasets.emojigram_target import main as _registered_main
+
+    sys.exit(_registered_main())
