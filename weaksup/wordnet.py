@@ -665,6 +665,10 @@ class WordNetIndex:
     def noun_lemmas(self) -> Iterable[str]:
         return self._senses.keys()
 
+    def lemmas_of(self, pos: str) -> Iterable[str]:
+        """All lemmas of a part of speech ("noun", "verb", "adj", "adv")."""
+        return self._senses.keys() if pos == "noun" else self._other[pos].keys()
+
     def pos_count(self, lemma: str, pos: str) -> int | None:
         """Summed tag count of a lemma in a part of speech; None if it has no such entry."""
         if pos == "noun":

@@ -1,0 +1,75 @@
+"""`python -m weaksup resolve [--context] [TAG ...]`: hashtags -> WordNet synsets, JSON lines.
+
+Tags come from the arguments, or one per line from stdin when there are none. One JSON
+object is written per input, in order:
+    {"hashtag": "<input>", "synset": "dog.n.01" | null, "wnid": "n02084071" | null,
+     "lemma": ..., "lexname": ..., "trace": [...]}
+With --context all tags (arguments, or each stdin line's whitespace-separated tags) are
+one post, and each tag's sense may depend on the others (#crane with #bird). Bad input
+(empty lines, '#', punctuation, emoji, huge or undecodable tags) gives null, never a crash.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from weaksup.hashtags.resolver import Resolution, Resolver
+
+
+def _record(tag: str, res: Resolution | None) -> dict:
+    if res is None:
+        return {"hashtag": tag, "synset": None, "wnid": None, "lemma": None,
+                "lexname": None, "trace": []}
+    return res.as_dict() | {"hashtag": tag}
+
+
+def _write(obj: dict, out) -> None:
+    out.write(json.dumps(obj, ensure_ascii=False) + "\n")
+
+
+def main(argv: list[str]) -> int:
+    """Entry point of `python -m weaksup resolve`."""
+    ap = argparse.ArgumentParser(prog="python -m weaksup resolve", description=__doc__.split("\n")[0])
+    ap.add_argument("--context", action="store_true",
+                    help="treat the tags (or each stdin line) as one post; other tags pick senses")
+    ap.add_argument("tags", nargs="*", help="hashtags, with or without '#'")
+    args = ap.parse_args(argv)
+    resolver = Resolver()
+    # Undecodable bytes become U+FFFD, which resolves to nothing like any other symbol.
+    out = sys.stdout
+    if hasattr(out, "reconfigure"):
+        out.reconfigure(errors="backslashreplace")
+    if args.tags:
+        posts = [args.tags] if args.context else [[t] for t in args.tags]
+    else:
+        stdin = sys.stdin.buffer if hasattr(sys.stdin, "buffer") else None
+        lines = (b.decode("utf-8", errors="replace") for b in stdin) if stdin else sys.stdin
+        posts = _stdin_posts(lines, args.context)
+    for tags in posts:
+        if args.context and len(tags) > 1:
+            results = resolver.resolve_post(tags)
+        else:
+            results = [_safe(resolver, t) for t in tags]
+        for t, r in zip(tags, results):
+            _write(_record(t, r), out)
+        out.flush() if not args.tags else None
+    return 0
+
+
+def _stdin_posts(lines, context: bool):
+    for line in lines:
+        line = line.rstrip("\r\n")
+        if context:
+            tags = line.split()
+            yield tags if tags else [line]
+        else:
+            yield [line]
+
+
+def _safe(resolver: Resolver, tag: str) -> Resolution | None:
+    try:
+        return resolver.resolve(tag)
+    except (ValueError, KeyError, UnicodeError):  # defensive: a bad tag must not end the run
+        return None

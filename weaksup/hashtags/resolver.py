@@ -1,0 +1,252 @@
+"""The hashtag resolver: a raw hashtag -> one WordNet 3.0 noun synset, or nothing.
+
+This is stage 1 of the paper's recipe: hashtags become canonical labels, and synonyms
+merge because every hashtag that lands on a synset gets that synset (#burger and
+#hamburger are both hamburger.n.01). The rules, tried in order for each tag:
+
+  surface    NFKC, '#', case, separators and camelCase (`normalize`), accents dropped
+             when that yields a lemma (#Café -> cafe)
+  filler     social-media filler (#instagood, #tbt) and tags with digits (#like4like) -> nothing
+  multiword  words the user separated, as a lemma (#Hot-Dog, #ice_cream -> ice_cream)
+  lemma      WordNet noun morphology incl. irregular plurals (#puppies, #geese)
+  letters    multiword lemmas written as one word (#goldenretriever, #hotairballoon)
+  affix      Instagram idioms stripped, the rest resolved (#dogsofinstagram, #instacat,
+             #catstagram, #catlover, #pizzatime, #beachlife, #foodporn; `idioms`)
+  segment    split into known words, keep the head (#sunsetbeach -> beach; `compounds`)
+  sense      pick the depictable sense (`senses`): #tiger -> tiger.n.02 the cat; abstract
+             and adjectival words (#love, #happy) -> nothing; other hashtags of the post
+             can pick the sense (#crane with #bird -> crane.n.05)
+
+Each Resolution carries a short trace of the rules that fired.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import dataclass, field
+from typing import Sequence
+
+from weaksup.hashtags import idioms
+from weaksup.hashtags.compounds import CompoundIndex
+from weaksup.hashtags.normalize import MAX_TAG_CHARS, hashtag_words, strip_accents
+from weaksup.hashtags.senses import SenseChoice, SensePolicy, SenseSelector
+from weaksup.wordnet import WordNetIndex, load_index
+
+# Bump when a rule changes what tags resolve to (part of the fingerprint).
+RESOLVER_VERSION = 1
+
+_DIGIT_RE = re.compile(r"\d")
+
+
+@dataclass(frozen=True)
+class Resolution:
+    """Where one hashtag landed in WordNet."""
+
+    hashtag: str  # the input as given
+    synset: str  # "dog.n.01"
+    wnid: str  # "n02084071"
+    lemma: str  # the WordNet lemma matched ("golden_retriever")
+    lexname: str  # "noun.animal"
+    trace: tuple[str, ...]  # rules applied, e.g. ("affix:-ofinstagram", "lemma:dogs->dog", ...)
+
+    def as_dict(self) -> dict:
+        return {"hashtag": self.hashtag, "synset": self.synset, "wnid": self.wnid,
+                "lemma": self.lemma, "lexname": self.lexname, "trace": list(self.trace)}
+
+
+@dataclass(frozen=True)
+class ResolverConfig:
+    """Every knob of the resolver; its JSON form is part of `Resolver.fingerprint()`."""
+
+    policy: SensePolicy = field(default_factory=SensePolicy)
+    filler: frozenset[str] = idioms.FILLER
+    stopwords: frozenset[str] = idioms.STOPWORDS
+    prefixes: tuple[str, ...] = idioms.PREFIXES
+    suffixes: tuple[str, ...] = idioms.SUFFIXES
+    min_stem: int = 3  # shortest subject left after stripping an affix
+    max_affixes: int = 2  # affixes stripped from one tag at most (#instadogsofinstagram)
+    segmentation: bool = True
+    cache_size: int = 2_000_000  # resolved tags remembered (no context); 0 disables
+
+    def as_dict(self) -> dict:
+        return {
+            "policy": self.policy.as_dict(),
+            "filler": sorted(self.filler),
+            "stopwords": sorted(self.stopwords),
+            "prefixes": list(self.prefixes),
+            "suffixes": list(self.suffixes),
+            "min_stem": self.min_stem,
+            "max_affixes": self.max_affixes,
+            "segmentation": self.segmentation,
+        }
+
+
+@dataclass(frozen=True)
+class _Hit:
+    """An internal outcome: a chosen row (or None = resolved to nothing by a rule)."""
+
+    row: int | None
+    lemma: str
+    trace: tuple[str, ...]
+
+
+class Resolver:
+    """Resolves hashtags to WordNet noun synsets. Thread-compatible, not thread-safe."""
+
+    def __init__(self, config: ResolverConfig | None = None, index: WordNetIndex | None = None):
+        self.config = config or ResolverConfig()
+        self.index = index or load_index()
+        self.senses = SenseSelector(self.index, self.config.policy)
+        self.compounds = CompoundIndex(self.index)
+        self._cache: dict[str, Resolution | None] = {}
+        self._word_cache: dict[tuple[str, int], _Hit | None] = {}
+
+    # ------------------------------------------------------------------ public API
+
+    def fingerprint(self) -> str:
+        """Stable hash of the settings, resolver rules version and WordNet version."""
+        blob = json.dumps({"config": self.config.as_dict(), "rules": RESOLVER_VERSION,
+                           "wordnet": self.index.fingerprint()}, sort_keys=True)
+        return hashlib.sha256(blob.encode("utf-8")).hexdigest()[:16]
+
+    def resolve(self, tag: str, context: Sequence[str] = ()) -> Resolution | None:
+        """The synset a hashtag means, or None. `context`: the post's other hashtags."""
+        if not context:
+            cache = self._cache
+            if tag in cache:
+                return cache[tag]
+            result = self._resolve(tag, ())
+            if len(cache) >= self.config.cache_size > 0:
+                cache.clear()
+            if self.config.cache_size > 0:
+                cache[tag] = result
+            return result
+        mine = self.resolve(tag)
+        if mine is None:
+            return None
+        ctx = tuple(c for c in (self._context_rows(o) for o in context if o != tag) if c)
+        return self._resolve(tag, ctx) if ctx else mine
+
+    def resolve_post(self, tags: Sequence[str]) -> list[Resolution | None]:
+        """Resolve every hashtag of one post, each with the others as context."""
+        plain = [self.resolve(t) for t in tags]
+        cands = [self._context_rows(t) for t in tags]
+        out: list[Resolution | None] = []
+        for i, t in enumerate(tags):
+            if plain[i] is None:
+                out.append(None)
+                continue
+            mine = plain[i].synset
+            ctx = tuple(c for j, c in enumerate(cands)
+                        if j != i and c and plain[j] is not None and plain[j].synset != mine)
+            out.append(self._resolve(t, ctx) if ctx else plain[i])
+        return out
+
+    def _context_rows(self, tag: str) -> tuple[int, ...]:
+        """Candidate senses a context hashtag offers (all depictable senses of its lemma)."""
+        r = self.resolve(tag)
+        if r is None:
+            return ()
+        return self.senses.candidate_rows(r.lemma) or (self.index.row(r.wnid),)
+
+    # ------------------------------------------------------------------ the rules
+
+    def _resolve(self, tag: str, context: tuple[tuple[int, ...], ...]) -> Resolution | None:
+        if not isinstance(tag, str) or not tag or len(tag) > 4 * MAX_TAG_CHARS:
+            return None
+        words = [w for w in hashtag_words(tag) if w]
+        letters = "".join(words)
+        if not letters or len(letters) > MAX_TAG_CHARS:
+            return None
+        hit = self._resolve_words(words, letters)
+        if hit is None or hit.row is None:
+            return None
+        row, trace = hit.row, hit.trace
+        if context:
+            choice = self.senses.choose(hit.lemma, hit.lemma, context)
+            if choice.row is not None and choice.row != row:
+                row, trace = choice.row, trace[:-1] + (f"context:{self.index.names[choice.row]}",)
+        idx = self.index
+        return Resolution(hashtag=tag, synset=idx.names[row], wnid=idx.wnid(row),
+                          lemma=hit.lemma, lexname=idx.lexname(row), trace=trace)
+
+    def _resolve_words(self, words: list[str], letters: str) -> _Hit | None:
+        cfg = self.config
+        if letters in cfg.filler:
+            return _Hit(None, letters, ("filler",))
+        if _DIGIT_RE.search(letters):
+            # Numbers carry no label (#2019, #like4like) unless WordNet spells them (#4x4).
+            for cand in ("_".join(words), letters):
+                for lemma in self.index.lemmatize_noun(cand):
+                    return self._sense(lemma, cand, ("digits",))
+            return _Hit(None, letters, ("digits",))
+        variants = [letters]
+        plain = strip_accents(letters)
+        if plain != letters:
+            variants.append(plain)
+        for v in variants:
+            pre = ("accents",) if v is not letters else ()
+            if len(words) > 1:
+                multi = "_".join(strip_accents(w) if pre else w for w in words)
+                for lemma in self.index.lemmatize_noun(multi):
+                    return self._sense(lemma, multi, pre + ("multiword",))
+            hit = self._word(v, cfg.max_affixes)
+            if hit is not None:
+                return _Hit(hit.row, hit.lemma, pre + hit.trace) if pre else hit
+        return None
+
+    def _sense(self, lemma: str, form: str, trace: tuple[str, ...]) -> _Hit:
+        choice: SenseChoice = self.senses.choose(lemma, form)
+        step = f"lemma:{form}->{lemma}" if form != lemma else f"lemma:{lemma}"
+        rule = choice.rule if choice.row is None else f"sense:{self.index.names[choice.row]}"
+        return _Hit(choice.row, lemma, trace + (step, rule))
+
+    def _word(self, s: str, affixes_left: int) -> _Hit | None:
+        """Resolve one run of letters; None when no rule applies (a rule may say 'nothing')."""
+        key = (s, affixes_left)
+        if key in self._word_cache:
+            return self._word_cache[key]
+        hit = self._word_uncached(s, affixes_left)
+        if len(self._word_cache) > 2 * max(self.config.cache_size, 1):
+            self._word_cache.clear()
+        self._word_cache[key] = hit
+        return hit
+
+    def _word_uncached(self, s: str, affixes_left: int) -> _Hit | None:
+        cfg = self.config
+        if s in cfg.filler:
+            return _Hit(None, s, ("filler",))
+        if s in cfg.stopwords:
+            return _Hit(None, s, ("stopword",))
+        lemmas = self.index.lemmatize_noun(s)
+        if lemmas:
+            first = None
+            for lemma in lemmas:
+                hit = self._sense(lemma, s, ())
+                if hit.row is not None:
+                    return hit
+                first = first or hit
+            return first
+        for lemma in self.compounds.lemmas_for_letters(s):
+            return self._sense(lemma, s, (f"letters:{lemma}",))
+        if affixes_left > 0:
+            for suf in cfg.suffixes:
+                if s.endswith(suf) and len(s) - len(suf) >= cfg.min_stem:
+                    hit = self._word(s[: -len(suf)], affixes_left - 1)
+                    if hit is not None and hit.row is not None:
+                        return _Hit(hit.row, hit.lemma, (f"affix:-{suf}",) + hit.trace)
+            for pre in cfg.prefixes:
+                if s.startswith(pre) and len(s) - len(pre) >= cfg.min_stem:
+                    hit = self._word(s[len(pre):], affixes_left - 1)
+                    if hit is not None and hit.row is not None:
+                        return _Hit(hit.row, hit.lemma, (f"affix:{pre}-",) + hit.trace)
+        if cfg.segmentation:
+            words = self.compounds.segment(s)
+            if words:
+                for lemma, n in self.compounds.head_lemmas(words):
+                    form = "_".join(words[-n:])
+                    hit = self._sense(lemma, form, ("segment:" + "|".join(words),))
+                    return hit
+        return None

@@ -1,0 +1,213 @@
+"""Sense selection: which noun sense of a lemma a hashtag means, or none.
+
+WordNet orders senses by how often they were tagged in running text, and its first sense
+is often not the one a photo shows: tiger.n.01 and whale.n.01 are people, turtle.n.01 is
+a sweater, cake.n.01 a block of soap. The policy, in order:
+
+1. Depictable senses are those in a depictable lexicographer file (the keys of
+   `lexname_weights`: animals, plants, food, artifacts, natural objects, phenomena,
+   substances, places, body parts, people, groups); noun.Tops senses only when they lie
+   below physical_entity.n.01 (food.n.01, plant.n.02, not abstraction.n.06). Senses
+   in abstract files (acts, events, feelings, times, attributes, communication,
+   cognition, states, quantities ...) never win, even where WordNet's hypernyms reach a
+   physical root (book.n.01 "a written work" is communication; book.n.02 is the object).
+2. The word resolves to nothing when it is not used as a depictable noun: it has no
+   depictable noun sense; its abstract senses carry far more sense-tag evidence than its
+   depictable ones (#love, whose only concrete sense is "beloved"); or it is used far
+   more as an adjective or verb than as a noun (#sweet, #cool).
+3. Among depictable senses the score is
+       lexname_weight[lexname] + count_weight * log(1 + tag count)
+       + head_bonus (the word is the synset's head lemma) - rank_penalty * sense rank
+       + context_weight * similarity to the post's other hashtags,
+   with natural kinds and food above artifacts and places, and people lowest, so a
+   sense-tagged person reading (baby.n.01) still beats an untagged animal one.
+Everything is a field of `SensePolicy`, so the policy is explicit and can be swept.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Mapping, Sequence
+
+from weaksup.wordnet import WordNetIndex
+
+DEFAULT_LEXNAME_WEIGHTS: dict[str, float] = {
+    # The visual subjects of photos: natural kinds and food. noun.Tops holds the
+    # depictable roots food.n.01, plant.n.02 (flora), animal.n.01.
+    # Animals first (#octopus the animal, not the dish), then food before the plant it
+    # comes from (#pineapple the fruit), then plants.
+    "noun.animal": 3.4, "noun.food": 3.2, "noun.plant": 3.0, "noun.Tops": 3.0,
+    # Made and natural things, places, materials, weather and light.
+    "noun.artifact": 1.5, "noun.object": 1.5, "noun.phenomenon": 1.5,
+    "noun.substance": 1.5, "noun.location": 1.5,
+    "noun.body": 0.9,
+    # People are depictable but most person senses of common words are figurative
+    # (tiger.n.01 "a fierce person").
+    "noun.person": 0.5,
+    # Groups are abstractions in WordNet, but a forest or a crowd can be photographed.
+    "noun.group": 0.5,
+}
+
+
+@dataclass(frozen=True)
+class SensePolicy:
+    """How a lemma's noun senses are ranked; see the module docstring."""
+
+    lexname_weights: Mapping[str, float] = field(
+        default_factory=lambda: dict(DEFAULT_LEXNAME_WEIGHTS))
+    # Lexnames whose senses must also lie below depictable_root to count as depictable.
+    root_checked: tuple[str, ...] = ("noun.Tops",)
+    depictable_root: str = "physical_entity.n.01"
+    count_weight: float = 1.2
+    head_bonus: float = 1.0
+    rank_penalty: float = 0.05
+    context_weight: float = 16.0
+    # Wu-Palmer similarity below this is what unrelated synsets share (whole.n.02 ...).
+    context_floor: float = 0.4
+    context_margin: float = 2.0
+    # Null when abstract tag count > abstract_dominance * (depictable tag count + 1).
+    abstract_dominance: float = 8.0
+    # Null when the word's tag count as adjective (verb, adverb) exceeds this multiple of
+    # (its noun tag count + 1). Adjectives are the usual filler (#happy, #delicious); verbs need a wide margin,
+    # because hashtags name things far more often than running text does (#bear, #watch).
+    pos_dominance: Mapping[str, float] = field(
+        default_factory=lambda: {"adj": 1.0, "adv": 1.0, "verb": 50.0})
+
+    def as_dict(self) -> dict:
+        return {
+            "lexname_weights": dict(sorted(self.lexname_weights.items())),
+            "root_checked": list(self.root_checked),
+            "depictable_root": self.depictable_root,
+            "count_weight": self.count_weight,
+            "head_bonus": self.head_bonus,
+            "rank_penalty": self.rank_penalty,
+            "context_weight": self.context_weight,
+            "context_margin": self.context_margin,
+            "context_floor": self.context_floor,
+            "abstract_dominance": self.abstract_dominance,
+            "pos_dominance": dict(sorted(self.pos_dominance.items())),
+        }
+
+
+@dataclass(frozen=True)
+class SenseChoice:
+    """The outcome for one lemma: a synset row, or None with the rule that said so."""
+
+    row: int | None
+    rule: str
+
+
+def _squash(s: str) -> str:
+    return s.lower().replace("_", "").replace("-", "").replace(".", "").replace("'", "")
+
+
+class SenseSelector:
+    """Applies a SensePolicy to lemmas of one WordNet index."""
+
+    def __init__(self, index: WordNetIndex, policy: SensePolicy):
+        self.index = index
+        self.policy = policy
+        self._root = index.row(policy.depictable_root)
+        self._weights = [policy.lexname_weights.get(name) for name in index.lexnames]
+        self._root_checked = {index.lexnames.index(n) for n in policy.root_checked}
+        self._depictable: dict[int, bool] = {}
+        self._cache: dict[tuple[str, str], tuple[SenseChoice, tuple]] = {}
+
+    def depictable(self, row: int) -> bool:
+        got = self._depictable.get(row)
+        if got is None:
+            lex = int(self.index.lexname_ids[row])
+            got = self._weights[lex] is not None and (
+                lex not in self._root_checked or self._root in self.index.closure_rows(row))
+            self._depictable[row] = got
+        return got
+
+    def _candidates(self, lemma: str, form: str) -> tuple[SenseChoice, tuple]:
+        """The no-context choice plus the scored depictable candidates (for context)."""
+        key = (lemma, form)
+        got = self._cache.get(key)
+        if got is not None:
+            return got
+        idx, pol = self.index, self.policy
+        senses = idx.noun_senses(lemma)
+        noun_total = sum(c for _, c in senses)
+        result: tuple[SenseChoice, tuple]
+        for pos, factor in pol.pos_dominance.items():
+            other = max(idx.pos_count(form, pos) or 0, idx.pos_count(lemma, pos) or 0)
+            if other > factor * (noun_total + 1):
+                result = (SenseChoice(None, f"mostly-{pos}"), ())
+                self._cache[key] = result
+                return result
+        head = _squash(lemma)
+        scored = []
+        abstract = depicted = 0
+        for rank, (row, count) in enumerate(senses):
+            if not self.depictable(row):
+                abstract += count
+                continue
+            depicted += count
+            w = self._weights[int(idx.lexname_ids[row])]
+            score = w + pol.count_weight * math.log1p(count) - pol.rank_penalty * rank
+            if _squash(idx.names[row].rsplit(".", 2)[0]) == head:
+                score += pol.head_bonus
+            scored.append((score, rank, row))
+        if not scored:
+            result = (SenseChoice(None, "abstract" if senses else "not-a-noun"), ())
+        elif abstract > pol.abstract_dominance * (depicted + 1):
+            result = (SenseChoice(None, "mostly-abstract"), ())
+        else:
+            scored.sort(key=lambda t: (-t[0], t[1]))
+            result = (SenseChoice(scored[0][2], "sense-policy"), tuple(scored))
+        self._cache[key] = result
+        return result
+
+    def choose(self, lemma: str, form: str | None = None,
+               context: Sequence[Sequence[int]] = ()) -> SenseChoice:
+        """The sense of `lemma` (written as `form`).
+
+        `context`: for each other hashtag of the post, the rows of its depictable
+        candidate senses (`candidate_rows`). A sense gains context_weight times its best
+        Wu-Palmer similarity to any of them above context_floor, so #bird picks
+        crane.n.05 and #computer picks mouse.n.04.
+        """
+        choice, scored = self._candidates(lemma, form or lemma)
+        if choice.row is None or not context or len(scored) < 2:
+            return choice
+        flat = [r for rows in context for r in rows]
+        pol = self.policy
+        best = max(scored, key=lambda t: (
+            t[0] + pol.context_weight * max(0.0, self.similarity(t[2], flat) - pol.context_floor),
+            -t[1]))
+        if best[2] != choice.row:
+            return SenseChoice(best[2], "context")
+        return choice
+
+    def candidate_rows(self, lemma: str, form: str | None = None) -> tuple[int, ...]:
+        """Rows of the plausible senses of a lemma as context for others, best first.
+
+        Those scoring within context_margin of the best, so #nails offers the body part
+        as well as the metal spike, while #computer does not offer "a calculating person".
+        """
+        choice, scored = self._candidates(lemma, form or lemma)
+        if choice.row is None:
+            return ()
+        top = scored[0][0]
+        return tuple(t[2] for t in scored if t[0] >= top - self.policy.context_margin)
+
+    def similarity(self, row: int, context: Sequence[int]) -> float:
+        """Max Wu-Palmer similarity of a synset to any context synset (0..1)."""
+        idx = self.index
+        mine = idx.closure_rows(row) | {row}
+        d_row = int(idx.depths[row])
+        best = 0.0
+        for c in context:
+            if c == row:
+                return 1.0
+            common = mine & (idx.closure_rows(c) | {c})
+            if not common:
+                continue
+            d_lcs = max(int(idx.depths[q]) for q in common)
+            sim = 2.0 * (d_lcs + 1) / (d_row + int(idx.depths[c]) + 2)
+            best = max(best, sim)
+        return best
