@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import pickle
 import re
 from collections import Counter
 
@@ -96,6 +97,8 @@ def test_posts_are_deterministic_and_independent_of_units():
     assert len(posts_a) == 60 and all(not isinstance(p, Skip) for p in posts_a)
     assert posts_a == posts_b  # frozen dataclasses: ids, image bytes, tags, meta
     assert [p.id for p in posts_a[:3]] == ["emojigram-0", "emojigram-1", "emojigram-2"]
+    clone = pickle.loads(pickle.dumps(a))  # as a Beam or multiprocessing worker gets it
+    assert list(clone.read("40:60")) == posts_a[40:]
     other = _source(seed=4)
     diff = sum(p.image != q.image for p, q in zip(posts_a, other.read("0:60")))
     assert diff == 60

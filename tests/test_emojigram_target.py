@@ -12,7 +12,7 @@ import pytest
 
 from weaksup.corpus.emojigram import EmojiGramSource, assets, concepts
 from weaksup.datasets import emojigram_target as target
-from weaksup.hashtags.resolver import Resolver
+from weaksup.hashtags.resolver import Resolver, ResolverConfig
 
 SMALL = dict(image_size=32, train_per_class=3, validation_per_class=2, test_per_class=2, max_classes=12)
 
@@ -102,6 +102,19 @@ def test_build_is_deterministic_and_reused(tmp_path, built, resolver):
     assert reopened.info.splits["validation"].num_examples == 24
     other = target.config_for("emojione", 32, seed=1, **{k: v for k, v in SMALL.items() if k != "image_size"})
     assert other.name != again.builder_config.name
+
+
+def test_build_with_other_resolver_settings_replaces_a_stale_build(tmp_path, resolver):
+    small = dict(SMALL, max_classes=3, train_per_class=1, validation_per_class=1, test_per_class=1)
+    first = target.build_target(tmp_path, resolver=resolver, **small)
+    assert first.info.metadata["resolver"] == resolver.fingerprint()
+    other = Resolver(ResolverConfig(segmentation=False))
+    assert other.fingerprint() != resolver.fingerprint()
+    second = target.build_target(tmp_path, resolver=other, **small)
+    assert second.data_path == first.data_path
+    assert second.info.metadata["resolver"] == other.fingerprint()
+    reread = target.build_target(tmp_path, resolver=other, **small)
+    assert reread.info.metadata["resolver"] == other.fingerprint()
 
 
 def test_command_line_builds_the_target(tmp_path):

@@ -34,6 +34,7 @@ import argparse
 import dataclasses
 import hashlib
 import json
+import shutil
 import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -247,9 +248,27 @@ def build_target(
     data_dir = Path(data_dir) if data_dir is not None else paths.tfds_data_dir()
     # tfds accepts a predefined config only by name
     config = cfg.name if cfg.name in EmojigramTarget.builder_configs else cfg
-    builder = EmojigramTarget(
-        config=config, data_dir=str(data_dir), file_format="array_record", resolver=resolver
-    )
+
+    def make() -> EmojigramTarget:
+        return EmojigramTarget(
+            config=config, data_dir=str(data_dir), file_format="array_record", resolver=resolver
+        )
+
+    builder = make()
+    if builder.is_prepared():
+        # The labels come from the resolver: a build made with other resolver settings or
+        # another WordNet is stale, and is replaced rather than silently reused.
+        built_with = builder.info.metadata.get("resolver") if builder.info.metadata else None
+        current = builder._fingerprint()
+        if built_with != current:
+            print(
+                f"{NAME}: {builder.data_path} was built with resolver {built_with}, "
+                f"now {current}; rebuilding",
+                file=sys.stderr,
+            )
+            shutil.rmtree(builder.data_path)
+            resolver = builder._resolver
+            builder = make()
     builder.download_and_prepare(
         download_config=tfds.download.DownloadConfig(try_download_gcs=False)
     )

@@ -62,6 +62,9 @@ def _as_float(name: str, value: object, lo: float, hi: float) -> float:
     return v
 
 
+_CACHED = frozenset({"concepts", "popularity", "_tables", "_filler_cdf", "_count_p"})
+
+
 class EmojiGramSource:
     """Generated posts of emoji artwork with user-style hashtags (see module doc)."""
 
@@ -104,6 +107,10 @@ class EmojiGramSource:
         self.jpeg_quality = _as_int("jpeg_quality", jpeg_quality, 1)
         self.unit_size = _as_int("unit_size", unit_size, 1)
         self.aug = render.Augment()
+
+    def __getstate__(self) -> dict:
+        # Workers rebuild the sampling tables; shipping only the options keeps pickles small.
+        return {k: v for k, v in self.__dict__.items() if k not in _CACHED}
 
     # -- sampling tables (depend on seed and options only) -------------------------------
 
