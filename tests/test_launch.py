@@ -232,3 +232,33 @@ def test_tpu_remote_command_keeps_the_trainer_exit_status_with_a_log_file(tmp_pa
     assert "--coordinator h0:8476 --num-processes 1 --process-id 0" in log.read_text()
     failing = tpu.remote_command("c.py", "w", python="false", log_file=str(log))
     assert subprocess.run(["bash", "-c", failing], env=env).returncode != 0
+
+
+_MULTIPROCESS_CHECK = """
+import argparse, sys
+import jax, numpy as np
+from jax.experimental import multihost_utils
+from weaksup import distributed
+p = argparse.ArgumentParser()
+distributed.add_arguments(p)
+args, _ = p.parse_known_args(sys.argv[1:])
+assert distributed.initialize(distributed.from_namespace(args))
+total = multihost_utils.process_allgather(np.array([jax.process_index() + 1]))
+print("devices", jax.local_device_count(), jax.device_count(), "sum", int(total.sum()))
+"""
+
+
+def test_local_environment_joins_processes_into_one_jax_job():
+    """The launcher's per-process environment and flags give one multi-process JAX job
+    (host devices from XLA_FLAGS, gloo collectives), as the trainer starts it."""
+    port = local.free_port()
+    commands = []
+    for argv, env in local.build_commands("c.py", "w", num_processes=2, devices_per_process=3,
+                                          port=port, python=sys.executable):
+        flags = argv[argv.index("--coordinator"):]
+        commands.append(([sys.executable, "-c", _MULTIPROCESS_CHECK, *flags], env))
+    r = subprocess.run([sys.executable, "-c", "import sys; from launch import local; "
+                        f"sys.exit(local.run({commands!r}))"], cwd=REPO, capture_output=True,
+                       text=True, timeout=240)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    assert r.stdout.count("devices 3 6 sum 3") == 2, r.stdout[-3000:]
