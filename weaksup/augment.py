@@ -9,6 +9,8 @@ JPEGs decode with simplejpeg (libjpeg-turbo) and, when the picture is much large
 needed, at a reduced DCT scale (n/8, at most 1/2) chosen so that the region we crop still has
 at least `size` pixels on each side; everything else (PNG, GIF, WebP, CMYK JPEG) decodes
 with Pillow. Transparent pixels are composited onto white, as a viewer shows them.
+Crops resize with OpenCV (area halving, then bilinear): Pillow's antialiased resize cost
+more than the JPEG decode itself at 224 px (1.3 ms against 1.2 ms for a 500x375 photo).
 """
 
 from __future__ import annotations
@@ -16,9 +18,13 @@ from __future__ import annotations
 import io
 import math
 
+import cv2
 import numpy as np
 import simplejpeg
 from PIL import Image
+
+# Grain already runs one decode per thread / worker; OpenCV's own pool would oversubscribe.
+cv2.setNumThreads(1)
 
 # Decompression-bomb guard for Pillow: a post's picture never needs more than this.
 MAX_PIXELS = 64_000_000
@@ -93,10 +99,18 @@ def _rgb(img: np.ndarray) -> np.ndarray:
 
 
 def _resize_box(img: np.ndarray, box: tuple[float, float, float, float], size: int) -> np.ndarray:
-    pil = Image.fromarray(img)
-    # reducing_gap lets Pillow shrink by an integer factor first: faster, same quality.
-    out = pil.resize((size, size), Image.BILINEAR, box=box, reducing_gap=3.0)
-    return np.asarray(out)
+    """Crops `box` (left, top, right, bottom; rounded to whole pixels) and resizes it.
+
+    Bilinear, after halving with pixel-area averaging while the crop is more than twice
+    the output: each bilinear step then shrinks by at most 2x, so it does not alias.
+    """
+    h, w = img.shape[:2]
+    left, top = min(max(int(round(box[0])), 0), w - 1), min(max(int(round(box[1])), 0), h - 1)
+    right, bottom = max(min(int(round(box[2])), w), left + 1), max(min(int(round(box[3])), h), top + 1)
+    crop = img[top:bottom, left:right]
+    while crop.shape[0] >= 2 * size and crop.shape[1] >= 2 * size:
+        crop = cv2.resize(crop, (crop.shape[1] // 2, crop.shape[0] // 2), interpolation=cv2.INTER_AREA)
+    return cv2.resize(crop, (size, size), interpolation=cv2.INTER_LINEAR)
 
 
 def random_resized_crop_box(
@@ -108,17 +122,17 @@ def random_resized_crop_box(
     attempts: int = 10,
 ) -> tuple[int, int, int, int]:
     """(left, top, right, bottom) of an Inception-style crop; centre crop as a fallback."""
-    total = height * width
-    log_lo, log_hi = math.log(ratio[0]), math.log(ratio[1])
-    for _ in range(attempts):
-        target = total * rng.uniform(*area)
-        aspect = math.exp(rng.uniform(log_lo, log_hi))
-        w = int(round(math.sqrt(target * aspect)))
-        h = int(round(math.sqrt(target / aspect)))
-        if 0 < w <= width and 0 < h <= height:
-            top = int(rng.integers(0, height - h + 1))
-            left = int(rng.integers(0, width - w + 1))
-            return left, top, left + w, top + h
+    # All attempts drawn at once: one generator call each instead of 4 x attempts.
+    targets = height * width * rng.uniform(area[0], area[1], attempts)
+    aspects = np.exp(rng.uniform(math.log(ratio[0]), math.log(ratio[1]), attempts))
+    ws = np.rint(np.sqrt(targets * aspects)).astype(np.int64)
+    hs = np.rint(np.sqrt(targets / aspects)).astype(np.int64)
+    fits = np.flatnonzero((ws > 0) & (ws <= width) & (hs > 0) & (hs <= height))
+    if fits.size:
+        w, h = int(ws[fits[0]]), int(hs[fits[0]])
+        u = rng.random(2)
+        top, left = int(u[0] * (height - h + 1)), int(u[1] * (width - w + 1))
+        return left, top, left + w, top + h
     # Fallback: the largest centre crop whose aspect ratio lies in range.
     in_ratio = width / height
     if in_ratio < ratio[0]:
@@ -141,7 +155,7 @@ def train_crop(data: bytes, size: int, rng: np.random.Generator) -> np.ndarray:
     # The decoder may have reduced the picture; scale the box to the decoded pixels.
     sy, sx = img.shape[0] / h, img.shape[1] / w
     out = _resize_box(img, (box[0] * sx, box[1] * sy, box[2] * sx, box[3] * sy), size)
-    return np.ascontiguousarray(out[:, ::-1]) if flip else out
+    return cv2.flip(out, 1) if flip else out
 
 
 def train_crop_array(img: np.ndarray, size: int, rng: np.random.Generator) -> np.ndarray:
@@ -150,7 +164,7 @@ def train_crop_array(img: np.ndarray, size: int, rng: np.random.Generator) -> np
     box = random_resized_crop_box(img.shape[0], img.shape[1], rng)
     flip = rng.random() < 0.5
     out = _resize_box(img, box, size)
-    return np.ascontiguousarray(out[:, ::-1]) if flip else out
+    return cv2.flip(out, 1) if flip else out
 
 
 def eval_crop(data: bytes, size: int, crop_fraction: float = 0.875) -> np.ndarray:
