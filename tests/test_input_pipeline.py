@@ -168,3 +168,12 @@ def test_sqrt_resampled_batches_follow_sqrt_frequencies(tmp_path):
     natural = n / n.sum()
     np.testing.assert_allclose(measured, intended, rtol=0.2, atol=0.01)
     assert np.abs(measured - natural).max() > 0.08
+
+
+def test_holdout_records_are_never_served(small):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        it = _iterator(small, num_epochs=1, drop_remainder=False, with_record_index=True, holdout_records=10)
+        records = np.concatenate([b["record"] for b in it])
+    assert sorted(records.tolist()) == [i for i in range(30) if i != 5]
+    assert it.stats()["holdout_records"] == 10 and it.stats()["unlabelled_records"] == 0

@@ -96,3 +96,14 @@ def test_bad_arguments_are_clear_errors():
         Resampler(offsets, labels, 2, "inverse")
     with pytest.raises(ValueError, match="no post has a label"):
         Resampler(*_csr([[], []]), 2, "sqrt")
+
+
+def test_ineligible_posts_are_never_drawn_nor_counted():
+    posts = [[0], [0], [1], [1], [1], [0]]
+    offsets, labels = _csr(posts)
+    eligible = np.array([True, True, True, True, False, False])
+    w = post_weights(offsets, labels, 2, "uniform", eligible)
+    # Counted over eligible posts only: n_0 = 2, n_1 = 2.
+    np.testing.assert_allclose(w, [0.5, 0.5, 0.5, 0.5, 0, 0])
+    sampler = Resampler(offsets, labels, 2, "natural", seed=0, eligible=eligible)
+    assert sorted(sampler.epoch(0).tolist()) == [0, 1, 2, 3]

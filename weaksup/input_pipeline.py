@@ -295,13 +295,15 @@ def make_pretrain_iterator(
     num_threads: int = 2,
     prefetch: int = 64,
     with_record_index: bool = False,
+    holdout_records: int = 0,
     allow_corpus_mismatch: bool = False,
 ) -> BatchIterator:
     """This process's iterator of pretraining batches (checkpointable grain iterator).
 
     `num_epochs=None` repeats forever. `process_index`/`process_count` default to JAX's.
     `num_workers` > 0 decodes in that many worker processes (grain mp_prefetch);
-    `num_threads` is grain's per-process read/decode thread count. A vocabulary built
+    `num_threads` is grain's per-process read/decode thread count. The last
+    `holdout_records` records are never sampled (kept for evaluation). A vocabulary built
     from a different corpus is an error unless `allow_corpus_mismatch`.
     """
     from weaksup.corpus.shards import Corpus
@@ -324,8 +326,14 @@ def make_pretrain_iterator(
             "rebuild the vocabulary or allow the mismatch explicitly"
         )
     post_labels = load_post_labels(vocab, vocab_path, corpus)
+    eligible = None
+    if holdout_records:
+        if not 0 < holdout_records < len(post_labels):
+            raise ValueError(f"holdout_records={holdout_records} must lie in (0, {len(post_labels)})")
+        eligible = np.arange(len(post_labels)) < len(post_labels) - int(holdout_records)
     resampler = Resampler(
-        post_labels.offsets, post_labels.labels, vocab.num_classes, resampling, seed=seed
+        post_labels.offsets, post_labels.labels, vocab.num_classes, resampling, seed=seed,
+        eligible=eligible,
     )
     total = _ENDLESS if num_epochs is None else int(num_epochs) * len(resampler)
     layout = _Layout(global_batch_size, local_batch, process_index, total)
@@ -346,7 +354,8 @@ def make_pretrain_iterator(
     static = {
         "records": len(post_labels),
         "labelled_records": int(len(resampler.labelled)),
-        "unlabelled_records": int(len(post_labels) - len(resampler.labelled)),
+        "unlabelled_records": int(len(post_labels) - len(resampler.labelled) - holdout_records),
+        "holdout_records": int(holdout_records),
         "unreadable_hashtags": int(len(post_labels.bad)),
         "epoch_size": len(resampler),
     }
@@ -370,6 +379,7 @@ def make_pretrain_iterator_from_config(
         seed=config.get("seed", 0),
         num_workers=inp.get("num_workers", 0),
         num_threads=inp.get("num_threads", 2),
+        holdout_records=config.get("holdout_records", 0),
         process_index=process_index,
         process_count=process_count,
     )

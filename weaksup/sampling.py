@@ -38,17 +38,26 @@ def label_post_counts(offsets: np.ndarray, labels: np.ndarray, num_classes: int)
 
 
 def post_weights(
-    offsets: np.ndarray, labels: np.ndarray, num_classes: int, mode: str
+    offsets: np.ndarray,
+    labels: np.ndarray,
+    num_classes: int,
+    mode: str,
+    eligible: np.ndarray | None = None,
 ) -> np.ndarray:
     """w_i for every post (0 for posts without labels), as defined in the module docstring.
 
     `offsets` (N + 1,) and `labels` are the CSR form of each post's unique labels.
+    `eligible` (N,) bool, when given, removes posts (e.g. a held-out set) before counting.
     """
     if mode not in MODES:
         raise ValueError(f"unknown resampling mode {mode!r}; expected one of {MODES}")
     offsets = np.asarray(offsets, np.int64)
     labels = np.asarray(labels, np.int64)
     k = np.diff(offsets)
+    if eligible is not None:
+        k = np.where(eligible, k, 0)
+        labels = labels[np.repeat(np.asarray(eligible, bool), np.diff(offsets))]
+        offsets = np.concatenate([[0], np.cumsum(k)])
     n = label_post_counts(offsets, labels, num_classes).astype(np.float64)
     if mode == "natural":
         per_label = np.ones_like(n)
@@ -77,10 +86,11 @@ class Resampler:
         mode: str = "natural",
         seed: int = 0,
         epoch_size: int | None = None,
+        eligible: np.ndarray | None = None,
     ):
         self.mode = mode
         self.seed = int(seed)
-        self.weights = post_weights(offsets, labels, num_classes, mode)
+        self.weights = post_weights(offsets, labels, num_classes, mode, eligible)
         self.labelled = np.flatnonzero(self.weights > 0)
         if len(self.labelled) == 0:
             raise ValueError("no post has a label in this vocabulary; nothing to sample")
