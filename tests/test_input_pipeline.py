@@ -177,3 +177,28 @@ def test_holdout_records_are_never_served(small):
         records = np.concatenate([b["record"] for b in it])
     assert sorted(records.tolist()) == [i for i in range(30) if i != 5]
     assert it.stats()["holdout_records"] == 10 and it.stats()["unlabelled_records"] == 0
+
+
+def test_worker_processes_give_the_same_stream_and_resume(small):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        threads = _iterator(small, resampling="sqrt")
+        want = [next(threads) for _ in range(4)]
+        workers = _iterator(small, resampling="sqrt", num_workers=2)
+        try:
+            got = [next(workers) for _ in range(2)]
+            state = workers.get_state()
+            got += [next(workers) for _ in range(2)]
+        finally:
+            workers.close()
+        resumed = _iterator(small, resampling="sqrt", num_workers=2)
+        try:
+            resumed.set_state(state)
+            tail = [next(resumed) for _ in range(2)]
+        finally:
+            resumed.close()
+    for a, b in zip(want, got):
+        np.testing.assert_array_equal(a["image"], b["image"])
+        np.testing.assert_array_equal(a["labels"], b["labels"])
+    for a, b in zip(want[2:], tail):
+        np.testing.assert_array_equal(a["image"], b["image"])

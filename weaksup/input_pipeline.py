@@ -253,6 +253,12 @@ def _mapped_iterator(
         grain.ReadOptions(num_threads=num_threads, prefetch_buffer_size=prefetch)
     )
     if num_workers > 0:
+        from absl import flags
+
+        # grain 0.2.18's worker start-up reads an absl flag directly and fails unless flags
+        # were parsed; outside an absl app we take every flag's default.
+        if not flags.FLAGS.is_parsed():
+            flags.FLAGS.mark_as_parsed()
         it_ds = it_ds.mp_prefetch(grain.MultiprocessingOptions(num_workers=num_workers))
     return iter(it_ds)
 
