@@ -50,23 +50,29 @@ def test_all_registered_models_build():
 
 def _init(name, x, **kw):
     model = get_model(name, 5, **kw)
-    return model, model.init(jax.random.key(0), x, train=False)
+    return model, jax.jit(lambda x: model.init(jax.random.key(0), x, train=False))(x)
+
 
 
 def test_contract_trunk_head_features():
-    x = jax.random.normal(jax.random.key(1), (4, 32, 32, 3))
+    x = jax.random.normal(jax.random.key(1), (4, 16, 16, 3))
     model, variables = _init("resnext_tiny", x)
     assert set(variables) == {"params", "batch_stats"}
     assert set(variables["params"]) == {"trunk", "head"}
     assert set(variables["batch_stats"]) == {"trunk"}
-    logits, updates = model.apply(variables, x, train=True, mutable=["batch_stats"])
+
+    @jax.jit
+    def run(v, x):
+        logits, updates = model.apply(v, x, train=True, mutable=["batch_stats"])
+        feats = model.apply(v, x, train=False, method="features")
+        return logits, updates, feats, model.apply(v, x)
+
+    logits, updates, feats, eval_logits = run(variables, x)
     assert logits.shape == (4, 5) and logits.dtype == jnp.float32
-    feats = model.apply(variables, x, train=False, method="features")
     assert feats.shape == (4, model_config("resnext_tiny").feature_dim) == (4, 256)
     # The head is a Dense layer on the trunk's features.
     head = variables["params"]["head"]
-    expected = feats @ head["kernel"] + head["bias"]
-    np.testing.assert_allclose(model.apply(variables, x), expected, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(eval_logits, feats @ head["kernel"] + head["bias"], rtol=1e-5, atol=1e-5)
     # Training mode updates the running statistics.
     before = jax.tree.leaves(variables["batch_stats"])
     after = jax.tree.leaves(updates["batch_stats"])
@@ -74,16 +80,17 @@ def test_contract_trunk_head_features():
 
 
 def test_grouped_conv_kernel_layout_matches_nn_conv():
-    x = jnp.zeros((1, 32, 32, 3))
-    _, variables = _init("resnext_tiny", x)
+    x = jax.ShapeDtypeStruct((1, 32, 32, 3), jnp.float32)
+    model = get_model("resnext_tiny", 5)
+    variables = jax.eval_shape(lambda x: model.init(jax.random.key(0), x), x)
     k = variables["params"]["trunk"]["stage1_block1"]["conv2"]["kernel"]
     # nn.Conv(feature_group_count=8) layout: (kh, kw, Cin / groups, Cout)
     assert k.shape == (3, 3, 64 // 8, 64)
 
 
 def test_residual_branch_starts_as_identity():
-    x = jax.random.normal(jax.random.key(2), (2, 32, 32, 3))
-    _, variables = _init("resnet_tiny", x)
+    model = get_model("resnet_tiny", 5)
+    variables = jax.jit(lambda x: model.init(jax.random.key(0), x))(jnp.zeros((1, 4, 4, 3)))
     trunk = variables["params"]["trunk"]
     for block in (b for n, b in trunk.items() if n.startswith("stage")):
         assert np.all(np.asarray(block["bn3"]["scale"]) == 0)
@@ -91,15 +98,21 @@ def test_residual_branch_starts_as_identity():
 
 
 def test_mixed_precision_keeps_float32_params_and_logits():
-    x = jax.random.normal(jax.random.key(3), (2, 32, 32, 3))
+    x = jax.random.normal(jax.random.key(3), (2, 16, 16, 3))
     model, variables = _init("resnext_tiny", x, dtype="bfloat16")
     assert all(p.dtype == jnp.float32 for p in jax.tree.leaves(variables["params"]))
-    logits, updates = model.apply(variables, x, train=True, mutable=["batch_stats"])
+    f32_model = get_model("resnext_tiny", 5)
+
+    @jax.jit
+    def run(v, x):
+        logits, updates = model.apply(v, x, train=True, mutable=["batch_stats"])
+        bf16 = model.apply(v, x, method="features")
+        return logits, updates, bf16, f32_model.apply(v, x, method="features")
+
+    logits, updates, bf16, f32 = run(variables, x)
     assert logits.dtype == jnp.float32
     assert all(s.dtype == jnp.float32 for s in jax.tree.leaves(updates["batch_stats"]))
-    # bf16 compute stays close to f32 compute on the same parameters.
-    f32 = get_model("resnext_tiny", 5).apply(variables, x, method="features")
-    bf16 = model.apply(variables, x, method="features")
+    # bf16 compute stays close to f32 compute on the same parameters ...
     np.testing.assert_allclose(bf16, f32, rtol=0.1, atol=0.05)
     # ... and the compute really is bf16 (a different number).
     assert not np.array_equal(np.asarray(bf16), np.asarray(f32))
@@ -125,11 +138,12 @@ def test_batchnorm_groups_normalise_each_group_separately():
 
 
 def test_bn_groups_override_changes_training_forward():
-    x = jnp.concatenate([jnp.zeros((2, 32, 32, 3)), jnp.ones((2, 32, 32, 3)) * 3.0])
+    x = jnp.concatenate([jnp.zeros((2, 8, 8, 3)), jnp.ones((2, 8, 8, 3)) * 3.0])
     x = x + 0.1 * jax.random.normal(jax.random.key(5), x.shape)
     model_g, variables = _init("resnet_tiny", x, bn_groups=2)
-    out_g, _ = model_g.apply(variables, x, train=True, mutable=["batch_stats"], method="features")
-    out_0, _ = get_model("resnet_tiny", 5).apply(variables, x, train=True, mutable=["batch_stats"], method="features")
+    model_0 = get_model("resnet_tiny", 5)
+    kw = dict(train=True, mutable=["batch_stats"], method="features")
+    out_g, out_0 = jax.jit(lambda v, x: (model_g.apply(v, x, **kw)[0], model_0.apply(v, x, **kw)[0]))(variables, x)
     assert not np.allclose(out_g, out_0, atol=1e-3)
 
 
