@@ -30,7 +30,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 
@@ -665,6 +665,10 @@ class WordNetIndex:
     def noun_lemmas(self) -> Iterable[str]:
         return self._senses.keys()
 
+    def pos_table(self, pos: str) -> Mapping[str, int]:
+        """lemma -> summed tag count for "verb", "adj" or "adv". Shared: do not modify."""
+        return self._other[pos]
+
     def lemmas_of(self, pos: str) -> Iterable[str]:
         """All lemmas of a part of speech ("noun", "verb", "adj", "adv")."""
         return self._senses.keys() if pos == "noun" else self._other[pos].keys()
@@ -682,16 +686,18 @@ class WordNetIndex:
         `noun.exc` lists irregular plurals (geese -> goose); otherwise each suffix rule is
         applied once ("puppies" -> "puppy").
         """
-        out: list[str] = []
-        if form in self._senses:
-            out.append(form)
+        senses = self._senses
+        out: list[str] = [form] if form in senses else []
         exc = self.noun_exceptions.get(form)
-        cands = exc if exc is not None else tuple(
-            form[: -len(old)] + new for old, new in NOUN_SUFFIX_RULES
-            if form.endswith(old) and len(form) > len(old)
-        )
+        if exc is not None:
+            cands = exc
+        elif form.endswith("s") or form.endswith("men"):  # every rule's suffix ends so
+            cands = [form[: -len(old)] + new for old, new in NOUN_SUFFIX_RULES
+                     if form.endswith(old)]
+        else:
+            return out
         for c in cands:
-            if c in self._senses and c not in out:
+            if c in senses and c not in out:
                 out.append(c)
         return out
 

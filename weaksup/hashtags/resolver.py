@@ -26,7 +26,7 @@ import hashlib
 import json
 import re
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import NamedTuple, Sequence
 
 from weaksup.hashtags import idioms
 from weaksup.hashtags.compounds import CompoundIndex
@@ -83,8 +83,7 @@ class ResolverConfig:
         }
 
 
-@dataclass(frozen=True)
-class _Hit:
+class _Hit(NamedTuple):
     """An internal outcome: a chosen row (or None = resolved to nothing by a rule)."""
 
     row: int | None
@@ -183,9 +182,10 @@ class Resolver:
                     return self._sense(lemma, cand, ("digits",))
             return _Hit(None, letters, ("digits",))
         variants = [letters]
-        plain = strip_accents(letters)
-        if plain != letters:
-            variants.append(plain)
+        if not letters.isascii():
+            plain = strip_accents(letters)
+            if plain != letters:
+                variants.append(plain)
         for v in variants:
             pre = ("accents",) if v is not letters else ()
             if len(words) > 1:

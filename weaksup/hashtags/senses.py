@@ -98,8 +98,11 @@ class SenseChoice:
     rule: str
 
 
+_SQUASH = str.maketrans("", "", "_-.'")
+
+
 def _squash(s: str) -> str:
-    return s.lower().replace("_", "").replace("-", "").replace(".", "").replace("'", "")
+    return s.lower().translate(_SQUASH)
 
 
 class SenseSelector:
@@ -109,18 +112,29 @@ class SenseSelector:
         self.index = index
         self.policy = policy
         self._root = index.row(policy.depictable_root)
-        self._weights = [policy.lexname_weights.get(name) for name in index.lexnames]
-        self._root_checked = {index.lexnames.index(n) for n in policy.root_checked}
-        self._depictable: dict[int, bool] = {}
+        weights = [policy.lexname_weights.get(name) for name in index.lexnames]
+        checked = {index.lexnames.index(n) for n in policy.root_checked}
+        # Per-synset lexname weight, None where the sense is not depictable: computed
+        # once so scoring a lemma is a few list lookups.
+        lex = index.lexname_ids.tolist()
+        self._base: list[float | None] = [weights[l] for l in lex]
+        for row, l in enumerate(lex):
+            if l in checked and self._root not in index.closure_rows(row):
+                self._base[row] = None
+        self._head: dict[int, str] = {}
+        self._pos_tables = [(index.pos_table(p), f) for p, f in policy.pos_dominance.items()]
+        self._pos_rules = [f"mostly-{p}" for p in policy.pos_dominance]
         self._cache: dict[tuple[str, str], tuple[SenseChoice, tuple]] = {}
 
     def depictable(self, row: int) -> bool:
-        got = self._depictable.get(row)
+        """Whether a synset is a depictable sense under this policy."""
+        return self._base[row] is not None
+
+    def _head_key(self, row: int) -> str:
+        got = self._head.get(row)
         if got is None:
-            lex = int(self.index.lexname_ids[row])
-            got = self._weights[lex] is not None and (
-                lex not in self._root_checked or self._root in self.index.closure_rows(row))
-            self._depictable[row] = got
+            got = _squash(self.index.names[row].rsplit(".", 2)[0])
+            self._head[row] = got
         return got
 
     def _candidates(self, lemma: str, form: str) -> tuple[SenseChoice, tuple]:
@@ -129,36 +143,44 @@ class SenseSelector:
         got = self._cache.get(key)
         if got is not None:
             return got
-        idx, pol = self.index, self.policy
-        senses = idx.noun_senses(lemma)
-        noun_total = sum(c for _, c in senses)
-        result: tuple[SenseChoice, tuple]
-        for pos, factor in pol.pos_dominance.items():
-            other = max(idx.pos_count(form, pos) or 0, idx.pos_count(lemma, pos) or 0)
+        pol = self.policy
+        senses = self.index.noun_senses(lemma)
+        noun_total = 0
+        for _, c in senses:
+            noun_total += c
+        result: tuple[SenseChoice, tuple] | None = None
+        for k, (table, factor) in enumerate(self._pos_tables):
+            other = table.get(form, 0)
+            if form != lemma:
+                other = max(other, table.get(lemma, 0))
             if other > factor * (noun_total + 1):
-                result = (SenseChoice(None, f"mostly-{pos}"), ())
-                self._cache[key] = result
-                return result
-        head = _squash(lemma)
-        scored = []
-        abstract = depicted = 0
-        for rank, (row, count) in enumerate(senses):
-            if not self.depictable(row):
-                abstract += count
-                continue
-            depicted += count
-            w = self._weights[int(idx.lexname_ids[row])]
-            score = w + pol.count_weight * math.log1p(count) - pol.rank_penalty * rank
-            if _squash(idx.names[row].rsplit(".", 2)[0]) == head:
-                score += pol.head_bonus
-            scored.append((score, rank, row))
-        if not scored:
-            result = (SenseChoice(None, "abstract" if senses else "not-a-noun"), ())
-        elif abstract > pol.abstract_dominance * (depicted + 1):
-            result = (SenseChoice(None, "mostly-abstract"), ())
-        else:
-            scored.sort(key=lambda t: (-t[0], t[1]))
-            result = (SenseChoice(scored[0][2], "sense-policy"), tuple(scored))
+                result = (SenseChoice(None, self._pos_rules[k]), ())
+                break
+        if result is None:
+            base, cw, rp, hb = self._base, pol.count_weight, pol.rank_penalty, pol.head_bonus
+            head = _squash(lemma)
+            scored = []
+            abstract = depicted = 0
+            for rank, (row, count) in enumerate(senses):
+                w = base[row]
+                if w is None:
+                    abstract += count
+                    continue
+                depicted += count
+                score = w - rp * rank
+                if count:
+                    score += cw * math.log1p(count)
+                if self._head_key(row) == head:
+                    score += hb
+                scored.append((score, rank, row))
+            if not scored:
+                result = (SenseChoice(None, "abstract" if senses else "not-a-noun"), ())
+            elif abstract > pol.abstract_dominance * (depicted + 1):
+                result = (SenseChoice(None, "mostly-abstract"), ())
+            else:
+                if len(scored) > 1:
+                    scored.sort(key=lambda t: (-t[0], t[1]))
+                result = (SenseChoice(scored[0][2], "sense-policy"), tuple(scored))
         self._cache[key] = result
         return result
 
