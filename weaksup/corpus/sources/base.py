@@ -12,10 +12,13 @@ from __future__ import annotations
 
 import importlib
 import inspect
-from collections.abc import Iterator
+import json
+import os
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import PurePosixPath, PureWindowsPath
 from typing import Any, NamedTuple, Protocol, runtime_checkable
 
-from weaksup.corpus.record import Post
+from weaksup.corpus.record import MAX_CAPTION_CHARS, Post, make_post
 
 
 class Skip(NamedTuple):
@@ -91,3 +94,126 @@ def get_source(name: str, input: str | None = None, **options: Any) -> Source:
         except TypeError as e:
             raise SourceError(f"source {name!r}: bad options {options!r}: {e}") from e
     return cls(input, **options)
+
+
+# --- Shared post assembly: every source builds its posts through these helpers, so caps,
+# caption decoding and hashtag extraction behave the same for all formats. ---
+
+# Instagram allows 30 hashtags; anything far beyond is spam and is capped, not skipped.
+DEFAULT_MAX_HASHTAGS = 100
+MAX_HASHTAG_CHARS = 100
+
+
+def decode_text(raw: bytes | str | None, fixes: list[str]) -> str | None:
+    """Caption bytes -> str; invalid UTF-8 is replaced (and noted in `fixes`), not fatal."""
+    if raw is None or isinstance(raw, str):
+        return raw
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        fixes.append("invalid_utf8")
+        return raw.decode("utf-8", errors="replace")
+
+
+def assemble_post(
+    id: str,
+    image: bytes,
+    *,
+    source: str,
+    caption: str | None = None,
+    hashtags: Sequence[str] | None = None,
+    meta: Mapping[str, Any] | None = None,
+    fixes: list[str] | None = None,
+    max_hashtags: int = DEFAULT_MAX_HASHTAGS,
+    nouns: bool = False,
+) -> Post | Skip:
+    """Builds a Post from an image and a caption and/or explicit hashtags.
+
+    Hashtags are `hashtags` when given, else those extracted from `caption`; with
+    `nouns=True` a caption without hashtags contributes its WordNet nouns instead.
+    Repeats are dropped and the list is capped at `max_hashtags`. Returns
+    Skip("no_hashtags") when nothing is left. Normalisations are listed in meta["fixes"].
+    """
+    fixes = list(fixes or [])
+    meta = dict(meta or {})
+    if hashtags is None:
+        if caption is None:
+            return Skip("missing_caption", id, "no caption and no tags")
+        from weaksup.hashtags.extract import extract_hashtags
+
+        tags = list(extract_hashtags(caption))
+        if not tags and nouns:
+            from weaksup.hashtags.extract import extract_nouns
+
+            tags = list(extract_nouns(caption))
+            if tags:
+                meta["tags_from"] = "nouns"
+    else:
+        tags = list(hashtags)
+    seen: set[str] = set()
+    kept: list[str] = []
+    for t in tags:
+        t = t.strip().lstrip("#")
+        if not t or t in seen:
+            continue
+        if len(t) > MAX_HASHTAG_CHARS:
+            fixes.append("hashtag_too_long")
+            continue
+        seen.add(t)
+        kept.append(t)
+    if len(kept) > max_hashtags:
+        fixes.append("hashtags_capped")
+        meta["hashtags_dropped"] = len(kept) - max_hashtags
+        kept = kept[:max_hashtags]
+    if not kept:
+        return Skip("no_hashtags", id)
+    if caption is not None and len(caption) > MAX_CAPTION_CHARS:
+        fixes.append("caption_truncated")
+    if fixes:
+        meta["fixes"] = sorted(set(fixes))
+    return make_post(id, image, kept, caption=caption, source=source, meta=meta)
+
+
+def safe_relative(path: str) -> bool:
+    """True when `path` stays inside the directory it is relative to (no abs, no '..')."""
+    if not path or "\x00" in path:
+        return False
+    p = PurePosixPath(path.replace("\\", "/"))
+    return not p.is_absolute() and ".." not in p.parts and not PureWindowsPath(path).drive
+
+
+def read_file_capped(path: str | os.PathLike[str], limit: int) -> bytes:
+    """Reads a whole file, refusing (ValueError) files larger than `limit` bytes."""
+    size = os.path.getsize(path)
+    if size > limit:
+        raise ValueError(f"{size} bytes > limit {limit}")
+    with open(path, "rb") as f:
+        return f.read(limit + 1)
+
+
+def byte_range_units(path: str | os.PathLike[str], chunk_bytes: int, label: str) -> list[str]:
+    """Splits a line-oriented text file into JSON units [label, start, stop] of ~chunk_bytes.
+
+    A line belongs to the unit in which its first byte lies (see `iter_lines_in_range`).
+    """
+    size = os.path.getsize(path)
+    if size == 0:
+        return []
+    step = max(1, int(chunk_bytes))
+    return [json.dumps([label, lo, min(size, lo + step)]) for lo in range(0, size, step)]
+
+
+def iter_lines_in_range(path: str | os.PathLike[str], start: int, stop: int) -> Iterator[tuple[int, bytes]]:
+    """(byte offset, line without newline) for each line that starts in [start, stop)."""
+    with open(path, "rb") as f:
+        if start > 0:
+            f.seek(start - 1)
+            if f.read(1) != b"\n":
+                f.readline()  # the line in progress belongs to the previous unit
+        pos = f.tell()
+        while pos < stop:
+            line = f.readline()
+            if not line:
+                break
+            yield pos, line.rstrip(b"\r\n")
+            pos = f.tell()

@@ -1,0 +1,230 @@
+"""Near-duplicate filter: training posts that copy an evaluation image are removed.
+
+Each image gets a 64-bit DCT perceptual hash (pHash): greyscale, 32x32, 2-D DCT, the
+8x8 lowest frequencies compared to their median. Resizing, re-encoding, light crops and
+recolouring move few bits; distinct images differ in about half of them.
+
+`HashIndex` finds whether a query lies within Hamming distance `threshold` of any of N
+reference hashes without comparing all pairs: multi-index hashing (Norouzi et al., 2012).
+The 64 bits are cut into m bands; if two hashes differ in at most t bits, some band differs
+in at most floor(t/m) bits, so each band is probed with every value within that radius in
+a sorted table, and only the candidates found are compared in full.
+
+Reference images come from a TFDS dataset (`tfds:NAME[:SPLIT[+SPLIT...]]`, read with
+`tfds.data_source`) or a folder of image files.
+"""
+
+from __future__ import annotations
+
+import io
+import itertools
+import os
+from collections.abc import Iterable, Iterator
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+DEFAULT_THRESHOLD = 10
+_HASH_SIZE = 8
+_IMG_SIZE = 32
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff")
+
+
+@lru_cache(maxsize=1)
+def _dct_matrix() -> np.ndarray:
+    n = _IMG_SIZE
+    k = np.arange(n)[:, None]
+    x = np.arange(n)[None, :]
+    m = np.cos(np.pi * (2 * x + 1) * k / (2 * n)) * np.sqrt(2.0 / n)
+    m[0] /= np.sqrt(2.0)
+    return m[:_HASH_SIZE].astype(np.float64)  # only the low-frequency rows are needed
+
+
+def phash(image: Image.Image | bytes) -> int:
+    """64-bit DCT perceptual hash of an image (PIL image or encoded bytes)."""
+    if isinstance(image, (bytes, bytearray)):
+        image = Image.open(io.BytesIO(image))
+    if image.mode not in ("L", "RGB"):
+        image = image.convert("RGB")
+    grey = image.convert("L").resize((_IMG_SIZE, _IMG_SIZE), Image.Resampling.LANCZOS)
+    a = np.asarray(grey, dtype=np.float64)
+    d = _dct_matrix()
+    low = (d @ a @ d.T).ravel()  # 8x8 lowest frequencies
+    bits = low > np.median(low)
+    return int(np.packbits(bits).view(">u8")[0])
+
+
+def hamming(a: int, b: int) -> int:
+    """Number of differing bits of two 64-bit hashes."""
+    return (int(a) ^ int(b)).bit_count()
+
+
+def _popcount64(x: np.ndarray) -> np.ndarray:
+    return np.bitwise_count(x.astype(np.uint64)).astype(np.int64)
+
+
+class HashIndex:
+    """Multi-index hashing over 64-bit hashes for Hamming-radius queries."""
+
+    def __init__(self, hashes: Iterable[int] | np.ndarray, threshold: int = DEFAULT_THRESHOLD, bands: int | None = None):
+        self.hashes = np.unique(np.asarray(list(hashes) if not isinstance(hashes, np.ndarray) else hashes, dtype=np.uint64))
+        self.threshold = int(threshold)
+        if not 0 <= self.threshold < 64:
+            raise ValueError(f"threshold must be in [0, 64), got {threshold}")
+        # Four 16-bit bands keep each band's probe set small (radius floor(t/4)) while
+        # a 16-bit bucket holds ~N/65536 references.
+        self.bands = int(bands or min(self.threshold + 1, 4))
+        self.width = 64 // self.bands
+        self.radius = self.threshold // self.bands
+        bounds = [i * self.width for i in range(self.bands)] + [64]
+        self._spans = list(zip(bounds[:-1], bounds[1:]))
+        self._tables = []
+        for lo, hi in self._spans:
+            keys = self._band(self.hashes, lo, hi)
+            order = np.argsort(keys, kind="stable")
+            keys = keys[order]
+            # Narrow bands get a direct bucket-offset table (one gather per probe);
+            # wide ones (tiny thresholds) fall back to binary search.
+            starts = (np.searchsorted(keys, np.arange((1 << (hi - lo)) + 1, dtype=np.uint64))
+                      if hi - lo <= 20 else None)
+            self._tables.append((keys, order, starts))
+        self._flips = [self._flip_masks(hi - lo, self.radius) for lo, hi in self._spans]
+
+    def __len__(self) -> int:
+        return len(self.hashes)
+
+    @staticmethod
+    def _band(h: np.ndarray, lo: int, hi: int) -> np.ndarray:
+        width = hi - lo
+        mask = np.uint64((1 << width) - 1)
+        return (h >> np.uint64(64 - hi)) & mask
+
+    @staticmethod
+    def _flip_masks(width: int, radius: int) -> np.ndarray:
+        masks = [0]
+        for r in range(1, radius + 1):
+            for bits in itertools.combinations(range(width), r):
+                masks.append(sum(1 << b for b in bits))
+        return np.asarray(masks, dtype=np.uint64)
+
+    def min_distances(self, queries: Iterable[int] | np.ndarray) -> np.ndarray:
+        """Per query, the Hamming distance to the closest reference if <= threshold, else -1.
+
+        Vectorised over queries: every band probe is a searchsorted into that band's
+        sorted table, and only the (query, candidate) pairs found are compared in full.
+        """
+        q = np.asarray(list(queries) if not isinstance(queries, np.ndarray) else queries, dtype=np.uint64)
+        best = np.full(len(q), 65, dtype=np.int64)
+        if not len(self.hashes) or not len(q):
+            return np.where(best <= self.threshold, best, -1)
+        for (lo, hi), (keys, order, starts), flips in zip(self._spans, self._tables, self._flips):
+            probes = (self._band(q, lo, hi)[:, None] ^ flips[None, :]).ravel()
+            if starts is not None:
+                p = probes.astype(np.int64)
+                left = starts[p]
+                counts = starts[p + 1] - left
+            else:
+                left = np.searchsorted(keys, probes, "left")
+                counts = np.searchsorted(keys, probes, "right") - left
+            hit = counts > 0
+            if not hit.any():
+                continue
+            counts, left = counts[hit], left[hit]
+            qi = np.repeat(np.nonzero(hit)[0] // len(flips), counts)
+            # positions left[k] .. left[k] + counts[k] - 1 for every hit probe k
+            offsets = np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
+            ri = order[np.repeat(left, counts) + offsets]
+            d = _popcount64(q[qi] ^ self.hashes[ri])
+            np.minimum.at(best, qi, d)
+        return np.where(best <= self.threshold, best, -1)
+
+    def contains_near(self, h: int) -> bool:
+        """True when some reference lies within the threshold of `h`."""
+        return bool(self.min_distances(np.asarray([h], dtype=np.uint64))[0] >= 0)
+
+    def save(self, path: str | os.PathLike[str]) -> None:
+        """Stores the reference hashes (not the tables, which rebuild in milliseconds)."""
+        np.save(path, self.hashes)
+
+
+CROP_FRACTION = 0.06
+
+
+def reference_variants(image: Image.Image) -> list[Image.Image]:
+    """The image and its 15 light crops: each side cut by 0 or 6%, in every combination.
+
+    pHash moves with crops more than with any other light edit. With the cropped variants
+    of each evaluation image indexed, a copy cropped by up to 6% on any sides lies within
+    ~8 bits of one of them (measured: benchmarks/corpus.py prints it).
+    """
+    w, h = image.size
+    dx, dy = int(w * CROP_FRACTION), int(h * CROP_FRACTION)
+    if dx < 1 or dy < 1:
+        return [image]
+    return [
+        image.crop((l * dx, t * dy, w - r * dx, h - b * dy))
+        for l, t, r, b in itertools.product((0, 1), repeat=4)
+    ]
+
+
+def reference_hashes_of(image: Image.Image) -> list[int]:
+    """pHashes of an evaluation image and its light-crop variants."""
+    image = image.convert("RGB")
+    return [phash(v) for v in reference_variants(image)]
+
+
+def hash_image_files(folder: str | os.PathLike[str]) -> Iterator[tuple[str, list[int]]]:
+    """(relative path, reference pHashes) for every decodable image file below `folder`."""
+    folder = Path(folder)
+    for p in sorted(folder.rglob("*")):
+        if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES:
+            try:
+                with Image.open(p) as im:
+                    im.load()
+                    hashes = reference_hashes_of(im)
+            except Exception:  # an unreadable reference image cannot be matched anyway
+                continue
+            yield p.relative_to(folder).as_posix(), hashes
+
+
+def hash_tfds(name: str, splits: list[str] | None = None, image_key: str = "image",
+              data_dir: str | None = None) -> Iterator[tuple[str, list[int]]]:
+    """(split:index, reference pHashes) for every image of a TFDS dataset (tfds.data_source)."""
+    import tensorflow_datasets as tfds
+
+    from weaksup import paths
+
+    data_dir = data_dir or str(paths.tfds_data_dir())
+    if not splits:
+        builder = tfds.builder(name, data_dir=data_dir)
+        splits = sorted(builder.info.splits.keys())
+    for split in splits:
+        ds = tfds.data_source(name, split=split, data_dir=data_dir)
+        for i in range(len(ds)):
+            img = ds[i][image_key]
+            if isinstance(img, (bytes, bytearray)):
+                im = Image.open(io.BytesIO(bytes(img)))
+            else:
+                arr = np.asarray(img)
+                if arr.ndim == 3 and arr.shape[-1] == 1:
+                    arr = arr[..., 0]
+                im = Image.fromarray(arr.astype(np.uint8))
+            yield f"{split}:{i}", reference_hashes_of(im)
+
+
+def reference_hashes(spec: str, image_key: str = "image", data_dir: str | None = None) -> np.ndarray:
+    """Reference pHashes (with crop variants) of the evaluation images named by `spec`.
+
+    `spec` is `tfds:NAME[:SPLIT+SPLIT...]` (all splits when none is named; `data_dir`
+    defaults to the project's TFDS folder) or a folder of image files.
+    """
+    if spec.startswith("tfds:"):
+        name, _, split = spec[len("tfds:"):].partition(":")
+        items = hash_tfds(name, split.split("+") if split else None, image_key, data_dir)
+    else:
+        if not Path(spec).is_dir():
+            raise FileNotFoundError(f"--dedup-against {spec}: not a folder and not tfds:NAME")
+        items = hash_image_files(spec)
+    return np.asarray([h for _, hs in items for h in hs], dtype=np.uint64)

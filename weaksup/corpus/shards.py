@@ -1,0 +1,357 @@
+"""ArrayRecord corpus shards, the manifest, and the reader `Corpus`.
+
+A corpus directory holds:
+
+  posts-00000-of-00016.array_record ...  one post per record (weaksup.corpus.record),
+                                         written with group_size:1 for random access
+  hashtag_counts.json                    {raw hashtag as written: count}
+  manifest.json                          written last; its presence marks a complete build
+
+Every file is written under a temporary name and renamed into place, and the manifest is
+written after all shards and the hashtag counts, so an interrupted build never looks
+complete. manifest.json (format_version 1):
+
+  format_version, records, shards: [{name, records, bytes, sha256}],
+  skipped: {reason: count}, skipped_examples: {reason: [item, ...]},
+  normalised: {what: count}, hashtags: {distinct, total, file: "hashtag_counts.json"},
+  build: {source, input, options, runner, num_shards, dedup, ...}
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import uuid
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+from weaksup.corpus.record import Post, RecordError, decode_post
+
+MANIFEST = "manifest.json"
+HASHTAG_COUNTS = "hashtag_counts.json"
+MANIFEST_VERSION = 1
+SHARD_SUFFIX = ".array_record"
+# group_size:1 gives grain O(1) random access per record; images are already compressed,
+# so zstd would only spend CPU ("uncompressed").
+WRITER_OPTIONS = "group_size:1,uncompressed"
+TMP_PREFIX = ".tmp-"
+
+
+class CorpusError(RuntimeError):
+    """A corpus directory or shard that is missing, incomplete or corrupt."""
+
+
+@dataclasses.dataclass(frozen=True)
+class ShardInfo:
+    """One written shard as the manifest records it."""
+
+    name: str
+    records: int
+    bytes: int
+    sha256: str
+
+    def to_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def shard_name(index: int, num_shards: int) -> str:
+    """File name of shard `index` of `num_shards`."""
+    return f"posts-{index:05d}-of-{num_shards:05d}{SHARD_SUFFIX}"
+
+
+def file_sha256(path: str | os.PathLike[str]) -> str:
+    """Hex SHA-256 of a file's bytes."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _tmp_path(path: Path) -> Path:
+    return path.with_name(f"{TMP_PREFIX}{uuid.uuid4().hex[:12]}-{path.name}")
+
+
+def write_shard(path: str | os.PathLike[str], records: Iterable[bytes]) -> ShardInfo:
+    """Writes record bytes to one ArrayRecord shard atomically (temp name, then rename)."""
+    from array_record.python.array_record_module import ArrayRecordWriter
+
+    path = Path(path)
+    tmp = _tmp_path(path)
+    n = 0
+    try:
+        writer = ArrayRecordWriter(str(tmp), WRITER_OPTIONS)
+        try:
+            for rec in records:
+                writer.write(rec)
+                n += 1
+            if not writer.ok():
+                raise CorpusError(f"{path}: ArrayRecord writer reported an error")
+        finally:
+            writer.close()
+        info = ShardInfo(path.name, n, tmp.stat().st_size, file_sha256(tmp))
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return info
+
+
+def write_json_atomic(path: str | os.PathLike[str], obj: Any, indent: int | None = 1) -> None:
+    """Writes JSON under a temporary name and renames it into place."""
+    path = Path(path)
+    tmp = _tmp_path(path)
+    try:
+        with open(tmp, "w", encoding="utf-8") as f:
+            json.dump(obj, f, indent=indent, ensure_ascii=False, sort_keys=False)
+            f.write("\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def write_manifest(
+    directory: str | os.PathLike[str],
+    shards: Iterable[ShardInfo],
+    *,
+    skipped: dict[str, int] | None = None,
+    skipped_examples: dict[str, list[str]] | None = None,
+    normalised: dict[str, int] | None = None,
+    hashtag_counts: dict[str, int] | None = None,
+    build: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Writes hashtag_counts.json, then manifest.json (last: it marks completion)."""
+    directory = Path(directory)
+    shards = sorted(shards, key=lambda s: s.name)
+    counts = dict(sorted((hashtag_counts or {}).items(), key=lambda kv: (-kv[1], kv[0])))
+    write_json_atomic(directory / HASHTAG_COUNTS, counts, indent=None)
+    manifest = {
+        "format_version": MANIFEST_VERSION,
+        "records": sum(s.records for s in shards),
+        "bytes": sum(s.bytes for s in shards),
+        "shards": [s.to_json() for s in shards],
+        "skipped": dict(sorted((skipped or {}).items())),
+        "skipped_examples": dict(sorted((skipped_examples or {}).items())),
+        "normalised": dict(sorted((normalised or {}).items())),
+        "hashtags": {
+            "distinct": len(counts),
+            "total": int(sum(counts.values())),
+            "file": HASHTAG_COUNTS,
+        },
+        "build": build or {},
+    }
+    write_json_atomic(directory / MANIFEST, manifest)
+    return manifest
+
+
+def remove_incomplete(directory: str | os.PathLike[str]) -> int:
+    """Deletes shards and temp files of an interrupted build (no manifest); returns count.
+
+    Only files named by this module's scheme are touched.
+    """
+    directory = Path(directory)
+    if (directory / MANIFEST).exists():
+        raise CorpusError(f"{directory}: has a {MANIFEST}; refusing to treat it as incomplete")
+    n = 0
+    for p in directory.iterdir() if directory.is_dir() else ():
+        if p.is_file() and (
+            (p.name.startswith("posts-") and p.name.endswith(SHARD_SUFFIX))
+            or p.name.startswith(TMP_PREFIX)
+            or p.name == HASHTAG_COUNTS
+        ):
+            p.unlink()
+            n += 1
+    return n
+
+
+class Corpus:
+    """Read access to a complete corpus directory (one with a manifest).
+
+    Opening checks that every shard the manifest lists exists with its recorded size;
+    each shard's record count is checked when it is first read; `verify()` checks
+    checksums and decodes every record.
+    """
+
+    def __init__(self, path: str | os.PathLike[str]):
+        self.path = Path(path)
+        mpath = self.path / MANIFEST
+        if not self.path.is_dir():
+            raise CorpusError(f"{self.path}: not a corpus directory")
+        if not mpath.exists():
+            raise CorpusError(
+                f"{self.path}: no {MANIFEST} (an incomplete or interrupted build; "
+                "re-run `python -m weaksup corpus build` to finish it)"
+            )
+        try:
+            self.manifest: dict[str, Any] = json.loads(mpath.read_text(encoding="utf-8"))
+            shards = [ShardInfo(**s) for s in self.manifest["shards"]]
+        except (ValueError, KeyError, TypeError) as e:
+            raise CorpusError(f"{mpath}: unreadable manifest: {e}") from None
+        if self.manifest.get("format_version") != MANIFEST_VERSION:
+            raise CorpusError(
+                f"{mpath}: unsupported format_version {self.manifest.get('format_version')!r}"
+            )
+        self.shards = shards
+        self.shard_paths: list[Path] = [self.path / s.name for s in shards]
+        for info, p in zip(shards, self.shard_paths):
+            if not p.exists():
+                raise CorpusError(f"shard {p}: missing (listed in {MANIFEST})")
+            size = p.stat().st_size
+            if size != info.bytes:
+                raise CorpusError(
+                    f"shard {p}: {size} bytes, manifest says {info.bytes} (truncated or replaced)"
+                )
+        self._starts: list[int] = []
+        total = 0
+        for s in shards:
+            self._starts.append(total)
+            total += s.records
+        self._len = total
+        self._readers: dict[int, Any] = {}
+
+    def __len__(self) -> int:
+        return self._len
+
+    def __repr__(self) -> str:
+        return f"Corpus({str(self.path)!r}, records={self._len}, shards={len(self.shards)})"
+
+    def _reader(self, k: int) -> Any:
+        r = self._readers.get(k)
+        if r is None:
+            from array_record.python.array_record_module import ArrayRecordReader
+
+            p = self.shard_paths[k]
+            try:
+                r = ArrayRecordReader(str(p), "readahead_buffer_size:0")
+                n = r.num_records()
+            except Exception as e:
+                raise CorpusError(f"shard {p}: cannot open: {e}") from None
+            if n != self.shards[k].records:
+                r.close()
+                raise CorpusError(
+                    f"shard {p}: {n} records, manifest says {self.shards[k].records} "
+                    "(truncated or corrupt)"
+                )
+            self._readers[k] = r
+        return r
+
+    def _locate(self, i: int) -> tuple[int, int]:
+        import bisect
+
+        if i < 0:
+            i += self._len
+        if not 0 <= i < self._len:
+            raise IndexError(f"record {i} out of range [0, {self._len})")
+        k = bisect.bisect_right(self._starts, i) - 1
+        return k, i - self._starts[k]
+
+    def record_bytes(self, i: int) -> bytes:
+        """Raw bytes of record `i` (global index over all shards)."""
+        k, j = self._locate(i)
+        try:
+            return self._reader(k).read([j])[0]
+        except CorpusError:
+            raise
+        except Exception as e:
+            raise CorpusError(f"shard {self.shard_paths[k]}: record {j}: {e}") from None
+
+    def __getitem__(self, i: int) -> Post:
+        k, j = self._locate(i)
+        data = self.record_bytes(i)
+        try:
+            return decode_post(data)
+        except RecordError as e:
+            raise CorpusError(f"shard {self.shard_paths[k]}: record {j}: {e}") from None
+
+    def iter_shard(self, k: int) -> Iterator[Post]:
+        """All posts of shard `k`, read sequentially."""
+        r = self._reader(k)
+        n = self.shards[k].records
+        step = 256
+        for lo in range(0, n, step):
+            try:
+                batch = r.read(list(range(lo, min(n, lo + step))))
+            except Exception as e:
+                raise CorpusError(f"shard {self.shard_paths[k]}: records {lo}+: {e}") from None
+            for j, data in enumerate(batch):
+                try:
+                    yield decode_post(data)
+                except RecordError as e:
+                    raise CorpusError(
+                        f"shard {self.shard_paths[k]}: record {lo + j}: {e}"
+                    ) from None
+
+    def __iter__(self) -> Iterator[Post]:
+        for k in range(len(self.shards)):
+            yield from self.iter_shard(k)
+
+    def hashtag_counts(self) -> dict[str, int]:
+        """{raw hashtag as written: number of posts using it} over the whole corpus."""
+        name = self.manifest.get("hashtags", {}).get("file", HASHTAG_COUNTS)
+        p = self.path / name
+        try:
+            return json.loads(p.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as e:
+            raise CorpusError(f"{p}: unreadable hashtag counts: {e}") from None
+
+    def data_source(self) -> Any:
+        """A grain ArrayRecordDataSource over the shards, yielding record bytes."""
+        import grain
+
+        # Explicit [start:stop] ranges from the manifest spare opening every shard up front.
+        return grain.sources.ArrayRecordDataSource(
+            [f"{p}[0:{s.records}]" for p, s in zip(self.shard_paths, self.shards) if s.records]
+        )
+
+    def verify(self, decode: bool = True) -> dict[str, Any]:
+        """Checks every shard's checksum and record count (and decodes every record).
+
+        Raises CorpusError naming the first bad shard; returns a summary otherwise.
+        """
+        for k, (info, p) in enumerate(zip(self.shards, self.shard_paths)):
+            digest = file_sha256(p)
+            if digest != info.sha256:
+                raise CorpusError(f"shard {p}: checksum mismatch (corrupt or replaced)")
+            self._reader(k)
+            if decode:
+                n = sum(1 for _ in self.iter_shard(k))
+                if n != info.records:
+                    raise CorpusError(f"shard {p}: read {n} records, manifest says {info.records}")
+        return {"shards": len(self.shards), "records": self._len, "ok": True}
+
+    def stats(self, top: int = 20) -> dict[str, Any]:
+        """Summary for `corpus stats`: records, shards, skipped, top hashtags, ..."""
+        counts = self.hashtag_counts()
+        top_tags = Counter(counts).most_common(top)
+        m = self.manifest
+        return {
+            "path": str(self.path),
+            "records": self._len,
+            "shards": len(self.shards),
+            "bytes": int(m.get("bytes", sum(s.bytes for s in self.shards))),
+            "skipped": m.get("skipped", {}),
+            "normalised": m.get("normalised", {}),
+            "distinct_hashtags": len(counts),
+            "hashtag_occurrences": int(sum(counts.values())),
+            "top_hashtags": [[t, c] for t, c in sorted(top_tags, key=lambda kv: (-kv[1], kv[0]))],
+            "build": m.get("build", {}),
+        }
+
+    def close(self) -> None:
+        """Closes open shard readers."""
+        for r in self._readers.values():
+            r.close()
+        self._readers.clear()
+
+    def __enter__(self) -> Corpus:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
