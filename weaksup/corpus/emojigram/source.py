@@ -213,7 +213,7 @@ class EmojiGramSource:
                 if rng.random() < self.tag_dropout:
                     continue
                 if rng.random() < self.wrong_tag_rate:
-                    other = int(rng.integers(n_all - 1))
+                    other = int(rng.integers(n_all))
                     while other in chosen:  # a wrong tag names a concept not in the image
                         other = (other + 1) % n_all
                     tag = concepts.concept_hashtags(self.concepts[other], rng, 1)[0]
