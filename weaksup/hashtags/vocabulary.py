@@ -480,11 +480,15 @@ def load_post_labels(
             warnings.warn(f"{cache}: unreadable label cache, recomputing: {e}")
     labels = compute_post_labels(vocab, corpus.data_source(), key, describe=record_locator(corpus))
     tmp = cache.with_name(f".{cache.name}.tmp-{os.getpid()}.npz")
-    np.savez(
-        tmp, offsets=labels.offsets, labels=labels.labels, occ_offsets=labels.occ_offsets,
-        occ_labels=labels.occ_labels, bad=labels.bad, key=np.asarray(key),
-    )
-    os.replace(tmp, cache)
+    try:
+        np.savez(
+            tmp, offsets=labels.offsets, labels=labels.labels, occ_offsets=labels.occ_offsets,
+            occ_labels=labels.occ_labels, bad=labels.bad, key=np.asarray(key),
+        )
+        os.replace(tmp, cache)
+    except OSError as e:  # a read-only vocabulary directory only costs the cache
+        tmp.unlink(missing_ok=True)
+        warnings.warn(f"{cache}: cannot write the per-post label cache ({e}); continuing without it")
     return labels
 
 
