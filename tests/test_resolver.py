@@ -124,3 +124,19 @@ def test_cache_returns_same_answers(resolver: Resolver) -> None:
     got = [synset(small, t) for t in ["dog", "cat", "cake", "dog", "tiger", "cat"]]
     assert got == ["dog.n.01", "cat.n.01", "cake.n.03", "dog.n.01", "tiger.n.02", "cat.n.01"]
     assert len(small._cache) <= 2
+
+
+def test_social_groups_are_not_depictable(resolver: Resolver) -> None:
+    # party.n.01 is a political party, family.n.01 a kin group: not what photos show.
+    assert resolver.resolve("party") is None
+    assert resolver.resolve("family") is None
+    assert synset(resolver, "forest") == "forest.n.01"  # a group of trees is
+
+
+def test_explain_gives_the_reason_for_nothing(resolver: Resolver) -> None:
+    assert resolver.explain("instagood") == ("filler",)
+    assert resolver.explain("love")[-1] == "mostly-abstract"
+    assert resolver.explain("summer")[-1] == "abstract"
+    assert resolver.explain("🐶") == ("no-letters",)
+    assert resolver.explain("happy") == ("not-a-wordnet-noun",)
+    assert resolver.explain("dogs") == resolver.resolve("dogs").trace

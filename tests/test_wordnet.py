@@ -136,3 +136,26 @@ def test_install_is_idempotent() -> None:
     idx = WordNetIndex(wordnet.index_path())
     assert idx.synset("dog.n.01").wnid == "n02084071"
     assert np.all(idx.depths >= 0)
+
+
+def test_install_fails_fast_without_wordnet(tmp_path: Path, monkeypatch) -> None:
+    """No Debian files, no NLTK copy: nltk.download is tried; offline it is a clear
+    error naming what to install, not a hang."""
+    import nltk.data
+
+    monkeypatch.setenv("WEAKSUP_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.delenv(wordnet.ENV_VAR, raising=False)
+    monkeypatch.setattr(wordnet, "DEBIAN_DIR", tmp_path / "no-debian-wordnet")
+    monkeypatch.setattr(nltk.data, "path", [str(tmp_path / "no-nltk-data")])
+    t0 = time.perf_counter()
+    try:
+        target = wordnet.install(verbose=False)
+    except WordNetError as e:
+        assert "apt-get install wordnet-base wordnet-sense-index" in str(e)
+        assert not wordnet.index_path().exists()
+    else:  # the network allowed nltk.download('wordnet'): it must then be 3.0
+        assert WordNetIndex(wordnet.index_path()).synset("dog.n.01").wnid == "n02084071"
+        assert target == wordnet.nltk_wordnet_dir()
+    finally:
+        wordnet.load_index.cache_clear()
+    assert time.perf_counter() - t0 < 60

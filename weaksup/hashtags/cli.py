@@ -18,10 +18,14 @@ import sys
 from weaksup.hashtags.resolver import Resolution, Resolver
 
 
-def _record(tag: str, res: Resolution | None) -> dict:
+def _record(resolver: Resolver, tag: str, res: Resolution | None) -> dict:
     if res is None:
+        try:
+            why = list(resolver.explain(tag))
+        except (ValueError, KeyError, UnicodeError):
+            why = []
         return {"hashtag": tag, "synset": None, "wnid": None, "lemma": None,
-                "lexname": None, "trace": []}
+                "lexname": None, "trace": why}
     return res.as_dict() | {"hashtag": tag}
 
 
@@ -53,7 +57,7 @@ def main(argv: list[str]) -> int:
         else:
             results = [_safe(resolver, t) for t in tags]
         for t, r in zip(tags, results):
-            _write(_record(t, r), out)
+            _write(_record(resolver, t, r), out)
         out.flush() if not args.tags else None
     return 0
 

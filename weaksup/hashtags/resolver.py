@@ -152,15 +152,27 @@ class Resolver:
 
     # ------------------------------------------------------------------ the rules
 
-    def _resolve(self, tag: str, context: tuple[tuple[int, ...], ...]) -> Resolution | None:
+    def explain(self, tag: str) -> tuple[str, ...]:
+        """The rules applied to a tag, also when it resolves to nothing ("filler", ...)."""
+        hit = self._hit(tag)
+        if isinstance(hit, str):
+            return (hit,)
+        return hit.trace if hit is not None else ("not-a-wordnet-noun",)
+
+    def _hit(self, tag: str) -> _Hit | str | None:
         if not isinstance(tag, str) or not tag or len(tag) > 4 * MAX_TAG_CHARS:
-            return None
+            return "too-long" if isinstance(tag, str) and tag else "empty"
         words = [w for w in hashtag_words(tag) if w]
         letters = "".join(words)
-        if not letters or len(letters) > MAX_TAG_CHARS:
-            return None
-        hit = self._resolve_words(words, letters)
-        if hit is None or hit.row is None:
+        if not letters:
+            return "no-letters"
+        if len(letters) > MAX_TAG_CHARS:
+            return "too-long"
+        return self._resolve_words(words, letters)
+
+    def _resolve(self, tag: str, context: tuple[tuple[int, ...], ...]) -> Resolution | None:
+        hit = self._hit(tag)
+        if hit is None or isinstance(hit, str) or hit.row is None:
             return None
         row, trace = hit.row, hit.trace
         if context:

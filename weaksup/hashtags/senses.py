@@ -7,7 +7,8 @@ a sweater, cake.n.01 a block of soap. The policy, in order:
 1. Depictable senses are those in a depictable lexicographer file (the keys of
    `lexname_weights`: animals, plants, food, artifacts, natural objects, phenomena,
    substances, places, body parts, people, groups); noun.Tops senses only when they lie
-   below physical_entity.n.01 (food.n.01, plant.n.02, not abstraction.n.06). Senses
+   below physical_entity.n.01 (food.n.01, plant.n.02, not abstraction.n.06), and
+   groups only when they are not social groups (a forest, not a political party). Senses
    in abstract files (acts, events, feelings, times, attributes, communication,
    cognition, states, quantities ...) never win, even where WordNet's hypernyms reach a
    physical root (book.n.01 "a written work" is communication; book.n.02 is the object).
@@ -45,7 +46,8 @@ DEFAULT_LEXNAME_WEIGHTS: dict[str, float] = {
     # People are depictable but most person senses of common words are figurative
     # (tiger.n.01 "a fierce person").
     "noun.person": 0.5,
-    # Groups are abstractions in WordNet, but a forest or a crowd can be photographed.
+    # Groups are abstractions in WordNet, but a forest or a flock can be photographed
+    # (social groups cannot: see excluded_roots).
     "noun.group": 0.5,
 }
 
@@ -59,6 +61,9 @@ class SensePolicy:
     # Lexnames whose senses must also lie below depictable_root to count as depictable.
     root_checked: tuple[str, ...] = ("noun.Tops",)
     depictable_root: str = "physical_entity.n.01"
+    # Senses below these are never depictable: #party is not a political party, #family
+    # not a kin group, #wedding not the wedding party.
+    excluded_roots: tuple[str, ...] = ("social_group.n.01",)
     count_weight: float = 1.2
     head_bonus: float = 1.0
     rank_penalty: float = 0.05
@@ -79,6 +84,7 @@ class SensePolicy:
             "lexname_weights": dict(sorted(self.lexname_weights.items())),
             "root_checked": list(self.root_checked),
             "depictable_root": self.depictable_root,
+            "excluded_roots": list(self.excluded_roots),
             "count_weight": self.count_weight,
             "head_bonus": self.head_bonus,
             "rank_penalty": self.rank_penalty,
@@ -118,8 +124,15 @@ class SenseSelector:
         # once so scoring a lemma is a few list lookups.
         lex = index.lexname_ids.tolist()
         self._base: list[float | None] = [weights[l] for l in lex]
+        excluded = {index.row(n) for n in policy.excluded_roots}
+        group_like = {index.lexnames.index("noun.group")}
         for row, l in enumerate(lex):
+            if self._base[row] is None:
+                continue
             if l in checked and self._root not in index.closure_rows(row):
+                self._base[row] = None
+            elif excluded and (l in group_like or l in checked) and (
+                    row in excluded or not excluded.isdisjoint(index.closure_rows(row))):
                 self._base[row] = None
         self._head: dict[int, str] = {}
         self._pos_tables = [(index.pos_table(p), f) for p, f in policy.pos_dominance.items()]
