@@ -100,7 +100,7 @@ class Checkpointer:
         Returns once the arrays are copied off the devices, so the caller may donate or
         overwrite `state` right away; the data-iterator state is captured at call time.
         """
-        items: dict[str, Any] = {STATE: ocp.args.PyTreeSave(state)}
+        items: dict[str, Any] = {STATE: ocp.args.PyTreeSave(_snapshot(state))}
         if data_iterator is not None:
             import grain.checkpoint
 
@@ -169,12 +169,14 @@ class Checkpointer:
         self.manager.close()
 
 
-def vocab_hash(vocab_json: Mapping[str, Any]) -> str:
-    """A stable hash of the label space (ordered wnids), used to match runs to vocabularies."""
-    import hashlib
+def _snapshot(state: Any) -> Any:
+    """Copies CPU arrays so an async save never reads a buffer the next step donates.
 
-    wnids = list(vocab_json.get("wnids") or [c.get("wnid") for c in vocab_json.get("classes", [])])
-    return hashlib.sha256(json.dumps(wnids).encode()).hexdigest()[:16]
+    On CPU the "device to host" transfer is a zero-copy view of the device buffer; the
+    background writer would then serialise whatever a later, donated step wrote there.
+    Accelerator arrays are copied off the device before `save` returns, so they pass as is.
+    """
+    return jax.tree.map(lambda x: x.copy() if isinstance(x, jax.Array) and next(iter(x.devices())).platform == "cpu" else x, state)
 
 
 def _vocab_from_json(data: Mapping[str, Any]) -> Any:

@@ -1,0 +1,85 @@
+"""A tiny EmojiGram corpus and vocabulary for the trainer's tests, built once per session."""
+
+from __future__ import annotations
+
+import fcntl
+from pathlib import Path
+
+NUM_POSTS = 384
+IMAGE_SIZE = 32
+
+
+def tiny_inputs(root: Path) -> tuple[Path, Path]:
+    """(corpus_dir, vocab_path) under `root`, built with the real writer and vocab builder."""
+    root.mkdir(parents=True, exist_ok=True)
+    corpus_dir, vocab_path = root / "corpus", root / "vocab.json"
+    with open(root / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if vocab_path.is_file():
+            return corpus_dir, vocab_path
+        from collections import Counter
+
+        from weaksup.corpus.emojigram.source import EmojiGramSource
+        from weaksup.corpus.record import encode_post
+        from weaksup.corpus.shards import shard_name, write_manifest, write_shard
+        from weaksup.hashtags.vocabulary import build_from_corpus
+
+        source = EmojiGramSource(num_posts=NUM_POSTS, seed=0, image_size=IMAGE_SIZE)
+        posts = [source.post(i) for i in range(NUM_POSTS)]
+        counts = Counter(t for p in posts for t in p.hashtags)
+        corpus_dir.mkdir(parents=True, exist_ok=True)
+        shards = [
+            write_shard(corpus_dir / shard_name(k, 2), (encode_post(p) for p in posts[k::2])) for k in range(2)
+        ]
+        write_manifest(corpus_dir, shards, hashtag_counts=dict(counts))
+        build_from_corpus(corpus_dir, vocab_path, mode="topk", top_k=40)
+        return corpus_dir, vocab_path
+
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def train_env(devices: int, cache_dir: Path) -> dict[str, str]:
+    """Environment for a trainer subprocess: its own device count, a shared compile cache."""
+    import os
+
+    env = dict(os.environ)
+    env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={devices}"
+    env["JAX_PLATFORMS"] = "cpu"
+    # The same program compiled once serves every run of the session (and changes no result).
+    env["JAX_COMPILATION_CACHE_DIR"] = str(cache_dir)
+    env["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"
+    env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
+    return env
+
+
+def train_argv(inputs: tuple[Path, Path], workdir: Path, arg: str = "", overrides: tuple[str, ...] = ()) -> list[str]:
+    """`python -m weaksup train` on configs/tiny.py:runlocal with the tiny inputs."""
+    import sys
+
+    corpus, vocab = inputs
+    spec = f"{REPO / 'configs' / 'tiny.py'}:runlocal,corpus={corpus},vocab={vocab}" + (f",{arg}" if arg else "")
+    return [sys.executable, "-m", "weaksup", "train", "--config", spec, "--workdir", str(workdir), *overrides]
+
+
+def wait_for_step(workdir: Path, step: int, proc, timeout: float = 240.0) -> int:
+    """Polls metrics.jsonl until a logged step >= `step`; returns the latest logged step."""
+    import json
+    import time
+
+    path = workdir / "metrics.jsonl"
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(f"trainer exited early with {proc.returncode}: {proc.stdout.read() if proc.stdout else ''}")
+        if path.is_file():
+            steps = []
+            for line in path.read_text().splitlines():
+                try:
+                    steps.append(json.loads(line)["step"])
+                except (ValueError, KeyError):
+                    pass
+            if steps and max(steps) >= step:
+                return max(steps)
+        time.sleep(0.05)
+    raise AssertionError(f"no step {step} in {path} after {timeout}s")
