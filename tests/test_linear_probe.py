@@ -1,0 +1,96 @@
+"""Linear probe: the JAX L-BFGS solver reaches scikit-learn's optimum; the sweep picks L2 on val."""
+
+import numpy as np
+import pytest
+from sklearn.linear_model import LogisticRegression
+
+from weaksup.evaluators.linear_probe import (
+    Standardizer,
+    fit_logistic,
+    linear_probe,
+    topk_accuracy,
+)
+
+
+def _blobs(n, dim=16, classes=5, sep=1.0, seed=0, scale=None):
+    rng = np.random.default_rng(seed)
+    means = np.random.default_rng(123).normal(size=(classes, dim)) * sep
+    y = rng.integers(0, classes, n)
+    x = means[y] + rng.normal(size=(n, dim))
+    if scale is not None:  # anisotropic raw features; the probe standardises them
+        x = x * scale
+    return x.astype(np.float32), y.astype(np.int32)
+
+
+def _objective(x, y, w, b, l2):
+    z = x @ w + b
+    z = z - z.max(1, keepdims=True)
+    ce = np.log(np.exp(z).sum(1)) - z[np.arange(len(y)), y]
+    return ce.mean() + 0.5 * l2 * np.sum(w * w)
+
+
+@pytest.mark.parametrize("matmul_dtype", ["float32", "bfloat16"])
+def test_matches_sklearn_optimum(matmul_dtype):
+    x, y = _blobs(600, sep=0.6)
+    x = np.asarray(Standardizer.fit(x)(x))
+    l2 = 1e-2
+    ref = LogisticRegression(C=1.0 / (l2 * len(y)), tol=1e-8, max_iter=5000).fit(x, y)
+    ref_obj = _objective(x, y, ref.coef_.T, ref.intercept_, l2)
+    fit = fit_logistic(x, y, 5, l2, gtol=1e-7, ftol=1e-9, max_iter=500, matmul_dtype=matmul_dtype)
+    ours_obj = _objective(x, y, fit.weights, fit.bias, l2)
+    tol = 1e-5 if matmul_dtype == "float32" else 2e-3
+    assert ours_obj <= ref_obj + tol
+    agree = np.mean(np.argmax(np.asarray(fit.logits(x)), 1) == ref.predict(x))
+    assert agree > 0.99
+    if matmul_dtype == "float32":
+        np.testing.assert_allclose(fit.weights, ref.coef_.T, atol=2e-3)
+
+
+def test_default_stopping_is_accurate_and_starts_near_class_means():
+    x, y = _blobs(2000, dim=32, classes=10, sep=0.35)
+    xt, yt = _blobs(2000, dim=32, classes=10, sep=0.35, seed=1)
+    std = Standardizer.fit(x)
+    x, xt = np.asarray(std(x)), np.asarray(std(xt))
+    l2 = 1e-3
+    ref = LogisticRegression(C=1.0 / (l2 * len(y)), tol=1e-8, max_iter=5000).fit(x, y)
+    fit = fit_logistic(x, y, 10, l2)  # default tolerances
+    assert abs(topk_accuracy(fit.logits(xt), yt, 1) - ref.score(xt, yt)) <= 0.01
+    zero_iters = fit_logistic(x, y, 10, l2, init=None, max_iter=0)
+    assert zero_iters.iterations <= 1  # the start point alone is already a classifier
+    assert topk_accuracy(zero_iters.logits(xt), yt, 1) > 0.5
+
+
+def test_topk_accuracy():
+    logits = np.array([[0.1, 0.5, 0.4], [0.9, 0.05, 0.05]])
+    assert topk_accuracy(logits, np.array([2, 0]), 1) == 0.5
+    assert topk_accuracy(logits, np.array([2, 0]), 2) == 1.0
+    assert topk_accuracy(logits, np.array([2, 1]), 5) == 1.0  # k capped at C
+
+
+def test_sweep_chooses_l2_on_validation_and_reports_test():
+    scale = np.geomspace(0.01, 100, 16).astype(np.float32)
+    train = _blobs(300, sep=0.5, scale=scale)
+    val = _blobs(400, sep=0.5, seed=1, scale=scale)
+    test = _blobs(400, sep=0.5, seed=2, scale=scale)
+    grid = (1e-4, 1e-2, 1.0, 100.0)
+    res = linear_probe(train, val, test, 5, l2_grid=grid)
+    assert res["l2"] in grid
+    assert res["l2"] < 100.0  # an absurd penalty cannot win on val
+    assert res["test_top1"] > 0.6
+    assert res["test_top5"] == 1.0
+    assert res["val_top1"] >= res["test_top1"] - 0.1
+    # the chosen L2 is the best on val among the grid
+    std = Standardizer.fit(train[0])
+    for l2 in grid:
+        f = fit_logistic(std(train[0]), train[1], 5, l2)
+        assert topk_accuracy(f.logits(std(val[0])), val[1], 1) <= res["val_top1"] + 0.02
+
+
+def test_bad_inputs():
+    x, y = _blobs(50)
+    with pytest.raises(ValueError, match="outside"):
+        fit_logistic(x, y, 3, 1e-3)
+    with pytest.raises(ValueError, match="do not match"):
+        fit_logistic(x, y[:10], 5, 1e-3)
+    with pytest.raises(ValueError, match="empty L2 grid"):
+        linear_probe((x, y), (x, y), None, 5, l2_grid=())
