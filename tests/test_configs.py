@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import itertools
 import math
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -26,21 +24,6 @@ def _keys(c, prefix=""):
         if hasattr(v, "items") and k not in ("overrides", "evals"):
             out |= _keys(v, f"{prefix}{k}.")
     return out
-
-
-@pytest.fixture(scope="module")
-def tiny_data(tmp_path_factory):
-    """A small EmojiGram corpus and a top-k vocabulary built with the project's CLI."""
-    root = tmp_path_factory.mktemp("paper_configs")
-    corpus, vocab = root / "corpus", root / "vocab.json"
-    for argv in (["corpus", "build", "--source", "emojigram", "--num-posts", "160",
-                  "--num-shards", "2", "--workers", "1", "--no-progress", "--output", str(corpus)],
-                 ["vocab", "build", "--corpus", str(corpus), "--mode", "topk", "--top-k", "24",
-                  "--output", str(vocab)]):
-        r = subprocess.run([sys.executable, "-m", "weaksup", *argv], capture_output=True,
-                           text=True, timeout=300)
-        assert r.returncode == 0, r.stderr[-3000:]
-    return corpus, vocab
 
 
 @pytest.mark.parametrize("model,vocab", list(itertools.product(
@@ -90,13 +73,57 @@ def test_paper_pretrain_rejects_unknown_arguments(arg, match):
         load_config(f"{PRETRAIN}:{arg}")
 
 
-def test_paper_pretrain_runlocal_trains_one_step(tiny_data, tmp_path):
-    from weaksup.train import train_and_evaluate
+# --- transfer ----------------------------------------------------------------------
 
-    corpus, vocab = tiny_data
-    c = load_config(f"{PRETRAIN}:runlocal,vocab=in1k,corpus={corpus},vocab_path={vocab}")
-    result = train_and_evaluate(c, tmp_path / "run")
-    assert result["step"] == 1 and result["stopped"] is None
-    assert np.isfinite(result["loss"]) and result["loss"] > 0
-    assert (tmp_path / "run" / "checkpoints" / "1").is_dir()
-    assert (tmp_path / "run" / "config.json").is_file()
+TRANSFER = str(REPO / "configs" / "paper_transfer.py")
+
+
+@pytest.mark.parametrize("target,tfds_name,classes,test_split", [
+    ("imagenet2012", "imagenet2012", 1000, "validation"),
+    ("cub", "caltech_birds2011", 200, "test"),
+    ("places365", "places365_small", 365, "validation"),
+])
+def test_paper_transfer_targets_match_their_tfds_datasets(tmp_path, target, tfds_name, classes,
+                                                          test_split):
+    import tensorflow_datasets as tfds
+
+    c = load_config(f"{TRANSFER}:target={target},pretrained=/runs/ig")
+    assert c.dataset.name == tfds_name and c.dataset.test_split == test_split
+    assert c.dataset.val_split is None and 0 < c.dataset.val_fraction < 1  # never tuned on test
+    assert c.dataset.image_size == 224
+    assert set(c.evals) == {"linear", "finetune"}
+    assert {e.type for e in c.evals.values()} == {"linear_probe", "finetune"}
+    # The dataset's own TFDS definition (no data needed) has the keys and classes we read.
+    features = tfds.builder(tfds_name, data_dir=str(tmp_path)).info.features
+    assert c.dataset.image_key in features and c.dataset.label_key in features
+    assert features[c.dataset.label_key].num_classes == classes
+
+
+def test_paper_transfer_protocol_selects_evaluators():
+    assert set(load_config(f"{TRANSFER}:protocol=linear").evals) == {"linear"}
+    assert set(load_config(f"{TRANSFER}:protocol=finetune").evals) == {"finetune"}
+    with pytest.raises(ConfigError, match="target"):
+        load_config(f"{TRANSFER}:target=coco")
+
+
+def test_paper_runlocal_configs_pretrain_and_transfer(tmp_path_factory):
+    """Both runlocal modes run end to end: pretraining steps, then both transfer protocols."""
+    import json
+
+    from _paper_run import STEPS, paper_run
+
+    run = paper_run(tmp_path_factory.getbasetemp())
+    train = run / "train"
+    saved = json.loads((train / "config.json").read_text())
+    assert saved["model"]["name"] == "resnext_tiny" and saved["input"]["global_batch_size"] == 16
+    assert (train / "checkpoints" / str(STEPS)).is_dir()
+    from weaksup.metrics import read_jsonl
+
+    losses = [r["loss"] for r in read_jsonl(train / "metrics.jsonl") if "loss" in r]
+    assert len(losses) == STEPS and all(np.isfinite(losses))
+    results = json.loads((run / "transfer" / "results.json").read_text())
+    assert results["meta"]["complete"] and results["meta"]["step"] == STEPS
+    pretrained = results["results"]["pretrained"]
+    assert pretrained["finetune"]["steps"] == 1
+    for ev in ("linear", "finetune"):
+        assert 0.0 <= pretrained[ev]["test_top1"] <= 1.0
