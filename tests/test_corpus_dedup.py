@@ -75,13 +75,14 @@ def test_index_matches_brute_force(threshold):
             h ^= 1 << int(b)
         queries.append(h)
     queries += rng.integers(0, 2**63, 100, dtype=np.uint64).tolist()
-    index = HashIndex(refs, threshold=threshold)
+    index = HashIndex(refs, threshold=threshold, exhaustive_below=0)  # the multi-index path
     got = index.min_distances(np.asarray(queries, dtype=np.uint64))
     want = []
     for q in queries:  # brute force: every pair
         d = int(np.bitwise_count(refs ^ np.uint64(q)).min())
         want.append(d if d <= threshold else -1)
     assert got.tolist() == want
+    assert HashIndex(refs, threshold=threshold).min_distances(np.asarray(queries, dtype=np.uint64)).tolist() == want
 
 
 def test_reference_folder(tmp_path):

@@ -131,3 +131,36 @@ def test_emojigram_source_builds(tmp_path):
     post = c[0]
     assert post.source == "emojigram" and post.meta["concepts"] and post.hashtags
     assert shard_name(0, 2) in [p.name for p in c.shard_paths]
+
+
+def test_dedup_against_tfds_target(tmp_path, capsys):
+    """--dedup-against tfds:NAME opens the EmojiGram target by name and drops its copies."""
+    import io
+
+    import tensorflow_datasets as tfds
+    from PIL import Image
+
+    from weaksup.datasets.emojigram_target import build_target
+
+    builder = build_target(tmp_path / "tfds", train_per_class=1, validation_per_class=1,
+                           test_per_class=1, max_classes=4)
+    name = f"emojigram_target/{builder.builder_config.name}"
+    test = tfds.data_source(name, split="test", data_dir=str(tmp_path / "tfds"))
+    img = tmp_path / "img"
+    img.mkdir()
+    rows = []
+    for i in range(2):  # re-encoded, downscaled copies of two test images
+        Image.fromarray(test[i]["image"]).resize((48, 48)).save(img / f"copy{i}.jpg", quality=70)
+        rows.append({"id": f"copy{i}", "image": f"img/copy{i}.jpg", "tags": ["emoji"]})
+    for i in range(3):
+        corpus_inputs.picture(800 + i).save(img / f"own{i}.jpg")
+        rows.append({"id": f"own{i}", "image": f"img/own{i}.jpg", "tags": ["mine"]})
+    (tmp_path / "m.jsonl").write_text("\n".join(json.dumps(r) for r in rows))
+    out = tmp_path / "out"
+    assert cli.main(["build", "--source", "jsonl", "--input", str(tmp_path / "m.jsonl"), "--output", str(out),
+                     "--dedup-against", f"tfds:{name}", "--dedup-data-dir", str(tmp_path / "tfds"),
+                     "--workers", "1", "--no-progress"]) == 0
+    m = json.loads((out / MANIFEST).read_text())
+    assert m["skipped"] == {"near_duplicate": 2}
+    assert sorted(p.id for p in Corpus(out)) == ["own0", "own1", "own2"]
+    assert m["build"]["dedup"]["reference_hashes"] == 16 * sum(len(builder.as_data_source()[s]) for s in ("train", "validation", "test"))

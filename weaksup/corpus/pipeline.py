@@ -355,7 +355,9 @@ def run_local(config: BuildConfig, output: str, workers: int | None = None, prog
             for s in shard_list:
                 shard_units.setdefault(s, []).append(unit_index)
             bar.update(1)
-            bar.set_postfix(posts=posts, skipped=len(skips), posts_s=f"{posts / max(1e-9, time.time() - start):.0f}")
+            # strings: tqdm would print 10000 as "1e+4"
+            bar.set_postfix(posts=str(posts), skipped=str(len(skips)),
+                            posts_s=f"{posts / max(1e-9, time.time() - start):.0f}")
         bar.close()
         infos: list[shards_lib.ShardInfo] = []
         tags: Counter = Counter()

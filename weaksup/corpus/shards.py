@@ -81,6 +81,8 @@ def write_shard(path: str | os.PathLike[str], records: Iterable[bytes]) -> Shard
     from array_record.python.array_record_module import ArrayRecordWriter
 
     path = Path(path)
+    if not path.parent.is_dir():
+        raise CorpusError(f"shard {path}: folder {path.parent} does not exist")
     tmp = _tmp_path(path)
     n = 0
     try:
@@ -90,7 +92,9 @@ def write_shard(path: str | os.PathLike[str], records: Iterable[bytes]) -> Shard
                 writer.write(rec)
                 n += 1
             if not writer.ok():
-                raise CorpusError(f"{path}: ArrayRecord writer reported an error")
+                raise CorpusError(f"shard {path}: ArrayRecord writer reported an error")
+        except RuntimeError as e:  # riegeli reports I/O failures (disk full, ...) this way
+            raise CorpusError(f"shard {path}: write failed: {e}") from None
         finally:
             writer.close()
         info = ShardInfo(path.name, n, tmp.stat().st_size, file_sha256(tmp))
