@@ -34,7 +34,7 @@ def _final_params(workdir, step):
 
         target = jax.tree.map(
             lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=sharding.replicated(sharding.make_mesh())),
-            ckpt.manager.item_metadata(step)["state"],
+            ckpt.state_metadata(step),
         )
         state = ckpt.restore_state(step, target)
     finally:
@@ -95,7 +95,7 @@ def _final_params_at(workdir, step):
     try:
         target = jax.tree.map(
             lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=sharding.replicated(sharding.make_mesh())),
-            ckpt.manager.item_metadata(step)["state"],
+            ckpt.state_metadata(step),
         )
         return jax.tree.map(np.asarray, ckpt.restore_state(step, target))
     finally:

@@ -74,7 +74,24 @@ class Checkpointer:
             # keeps the directory tidy.
             cleanup_tmp_directories=not read_only,
         )
-        self.manager = ocp.CheckpointManager(self.directory, options=options)
+        import grain.checkpoint
+
+        handlers = {
+            STATE: ocp.PyTreeCheckpointHandler(),
+            DATA: grain.checkpoint.CheckpointHandler(),
+            CONFIG: ocp.JsonCheckpointHandler(),
+            VOCAB: ocp.JsonCheckpointHandler(),
+        }
+        self.manager = ocp.CheckpointManager(self.directory, options=options, item_handlers=handlers)
+
+    def state_metadata(self, step: int) -> Any:
+        """The saved train state's tree of array metadata (shape, dtype) at `step`."""
+        if step not in self.all_steps():
+            raise CheckpointError(f"no complete checkpoint for step {step} in {self.directory}")
+        meta = self.manager.item_metadata(step)[STATE]
+        if meta is None:
+            raise CheckpointError(f"checkpoint {self._step_dir(step)} is broken: no state metadata")
+        return meta.tree if hasattr(meta, "tree") else meta
 
     def latest_step(self) -> int | None:
         """The newest complete checkpoint's step, or None."""
