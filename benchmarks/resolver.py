@@ -120,12 +120,21 @@ def main() -> int:
     print(f"resolver init: {t.cpu:6.3f} s CPU, {t.wall:6.3f} s wall  "
           "(compound index, segmentation vocabulary)")
 
-    tags = make_tags(index, args.tags)
-    with Timer() as t:
-        results = [resolver.resolve(tag) for tag in tags]
-    hit = sum(r is not None for r in results)
+    # Cold: a fresh resolver (empty caches) per round, each on its own set of tags.
+    rounds = []
+    for seed in range(3):
+        tags = make_tags(index, args.tags, seed=seed)
+        fresh = Resolver(index=index)
+        with Timer() as t:
+            results = [fresh.resolve(tag) for tag in tags]
+        rounds.append((t, sum(r is not None for r in results)))
+    t, hit = min(rounds, key=lambda r: r[0].cpu)
     print(f"cold:          {len(tags) / t.cpu:10,.0f} unique tags/s per core "
-          f"({len(tags) / t.wall:,.0f}/s wall; {len(tags):,} tags, {hit / len(tags):.0%} resolved)")
+          f"({len(tags) / t.wall:,.0f}/s wall; best of 3 rounds of {len(tags):,} tags, "
+          f"{hit / len(tags):.0%} resolved; rounds "
+          + ", ".join(f"{len(tags) / r[0].cpu:,.0f}" for r in rounds) + ")")
+    for tag in tags:
+        resolver.resolve(tag)
 
     # A Zipfian stream over the same tags (exponent 1.1), all now cached.
     rng = np.random.default_rng(0)

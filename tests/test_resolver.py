@@ -41,6 +41,8 @@ def test_resolution_fields(resolver: Resolver) -> None:
     ("catstagram", "cat.n.01", "affix:-stagram"),
     ("macandcheese", "macaroni_and_cheese.n.01", "segment:mac|and|cheese"),
     ("sunsetbeach", "beach.n.01", "segment:sunset|beach"),
+    ("lovecats", "cat.n.01", "segment:love|cats"),
+    ("beachday", "beach.n.01", "modifier"),
 ])
 def test_rules_fire_and_are_traced(resolver: Resolver, tag: str, expected: str, rule: str) -> None:
     res = resolver.resolve(tag)

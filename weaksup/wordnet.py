@@ -552,9 +552,11 @@ class WordNetIndex:
         self.lexname_ids: np.ndarray = a["lexname"]
         self.depths: np.ndarray = a["depth"]
         self.synset_counts: np.ndarray = a["syn_count"]
-        self.names: list[str] = _split(a["names"])
-        self._words = _split(a["words"])
-        self._word_ptr = a["word_ptr"].tolist()
+        # Tuples of atoms, not lists: the garbage collector stops scanning them, which
+        # keeps collections cheap in processes that resolve millions of hashtags.
+        self.names: tuple[str, ...] = tuple(_split(a["names"]))
+        self._words = tuple(_split(a["words"]))
+        self._word_ptr = tuple(a["word_ptr"].tolist())
         lemmas = _split(a["lemmas"])
         sp = a["sense_ptr"].tolist()
         rows = a["sense_rows"].tolist()
@@ -566,7 +568,7 @@ class WordNetIndex:
         }
         self._hyp_ptr = a["hyp_ptr"]
         self._hyp_rows = a["hyp_rows"]
-        self._clo_ptr = a["closure_ptr"].tolist()
+        self._clo_ptr = tuple(a["closure_ptr"].tolist())
         self._clo_rows = a["closure_rows"]
         self._closure_sets: dict[int, frozenset[int]] = {}
         self._row_of_name = {n: i for i, n in enumerate(self.names)}

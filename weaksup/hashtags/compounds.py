@@ -35,8 +35,8 @@ class CompoundIndex:
 
     def __init__(self, index: WordNetIndex):
         self.index = index
-        self.by_letters: dict[str, list[str]] = {}
-        self._by_tail: dict[str, list[str]] = {}
+        self.by_letters: dict[str, list[str] | tuple[str, ...]] = {}
+        self._by_tail: dict[str, list[str] | tuple[str, ...]] = {}
         for lemma in index.noun_lemmas():
             key = squash(lemma)
             if key != lemma:
@@ -63,6 +63,9 @@ class CompoundIndex:
             self.word_cost[w] = 1.0 - 0.1 * min(math.log1p(c), 5.0) / 5.0 + (0.3 if c == 0 else 0)
         for j in JOINERS:
             self.word_cost[j] = 0.9
+        # Freeze the lists into tuples (of strings): untracked by the garbage collector.
+        self.by_letters = {k: tuple(v) for k, v in self.by_letters.items()}
+        self._by_tail = {k: tuple(v) for k, v in self._by_tail.items()}
 
     def lemmas_for_letters(self, letters: str) -> list[str]:
         """Multiword lemmas spelt by `letters` (inflected forms too: 'goldenretrievers')."""
@@ -86,11 +89,15 @@ class CompoundIndex:
         best = [math.inf] * (n + 1)
         back = [0] * (n + 1)
         best[0] = 0.0
+        lemmatize = self.index.lemmatize_noun
         for j in range(1, n + 1):
             for i in range(max(0, j - MAX_WORD), j):
                 if best[i] == math.inf:
                     continue
-                c = cost.get(text[i:j])
+                piece = text[i:j]
+                c = cost.get(piece)
+                if c is None and j == n and len(piece) > 3 and lemmatize(piece):
+                    c = 1.0  # the head may be inflected: #lovecats
                 if c is not None and best[i] + c < best[j]:
                     best[j] = best[i] + c
                     back[j] = i

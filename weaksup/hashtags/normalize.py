@@ -44,8 +44,8 @@ def hashtag_words(tag: str) -> list[str]:
 
     `#Hot-Dog` -> ['hot', 'dog']; `#hotDog` -> ['hot', 'dog']; `#dogs` -> ['dogs'].
     """
-    if tag.isalpha() and tag.isascii() and tag.islower():  # the common case, already clean
-        return [tag]
+    if tag.isascii() and tag.isalpha() and (tag.islower() or tag[1:].islower()):
+        return [tag.lower()]  # the common case: one plain or capitalised word
     out: list[str] = []
     for part in _WORD_SPLIT_RE.split(_prepare(tag)):
         if part:

@@ -12,7 +12,8 @@ merge because every hashtag that lands on a synset gets that synset (#burger and
   letters    multiword lemmas written as one word (#goldenretriever, #hotairballoon)
   affix      Instagram idioms stripped, the rest resolved (#dogsofinstagram, #instacat,
              #catstagram, #catlover, #pizzatime, #beachlife, #foodporn; `idioms`)
-  segment    split into known words, keep the head (#sunsetbeach -> beach; `compounds`)
+  segment    split into known words, keep the head (#sunsetbeach -> beach; `compounds`),
+             or the modifier when the head is abstract (#mountainview -> mountain)
   sense      pick the depictable sense (`senses`): #tiger -> tiger.n.02 the cat; abstract
              and adjectival words (#love, #happy) -> nothing; other hashtags of the post
              can pick the sense (#crane with #bird -> crane.n.05)
@@ -40,7 +41,7 @@ RESOLVER_VERSION = 1
 _DIGIT_RE = re.compile(r"\d")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Resolution:
     """Where one hashtag landed in WordNet."""
 
@@ -101,6 +102,8 @@ class Resolver:
         self.compounds = CompoundIndex(self.index)
         self._cache: dict[str, Resolution | None] = {}
         self._word_cache: dict[tuple[str, int], _Hit | None] = {}
+        self._row_info: dict[int, tuple[str, str, str]] = {}
+        self._decide = self.senses.candidates
 
     # ------------------------------------------------------------------ public API
 
@@ -179,9 +182,11 @@ class Resolver:
             choice = self.senses.choose(hit.lemma, hit.lemma, context)
             if choice.row is not None and choice.row != row:
                 row, trace = choice.row, trace[:-1] + (f"context:{self.index.names[choice.row]}",)
-        idx = self.index
-        return Resolution(hashtag=tag, synset=idx.names[row], wnid=idx.wnid(row),
-                          lemma=hit.lemma, lexname=idx.lexname(row), trace=trace)
+        info = self._row_info.get(row)
+        if info is None:
+            idx = self.index
+            info = self._row_info[row] = (idx.names[row], idx.wnid(row), idx.lexname(row))
+        return Resolution(tag, info[0], info[1], hit.lemma, info[2], trace)
 
     def _resolve_words(self, words: list[str], letters: str) -> _Hit | None:
         cfg = self.config
@@ -210,7 +215,7 @@ class Resolver:
         return None
 
     def _sense(self, lemma: str, form: str, trace: tuple[str, ...]) -> _Hit:
-        choice: SenseChoice = self.senses.choose(lemma, form)
+        choice: SenseChoice = self._decide(lemma, form)[0]
         step = f"lemma:{form}->{lemma}" if form != lemma else f"lemma:{lemma}"
         rule = choice.rule if choice.row is None else f"sense:{self.index.names[choice.row]}"
         return _Hit(choice.row, lemma, trace + (step, rule))
@@ -257,8 +262,17 @@ class Resolver:
         if cfg.segmentation:
             words = self.compounds.segment(s)
             if words:
+                step = "segment:" + "|".join(words)
                 for lemma, n in self.compounds.head_lemmas(words):
-                    form = "_".join(words[-n:])
-                    hit = self._sense(lemma, form, ("segment:" + "|".join(words),))
+                    hit = self._sense(lemma, "_".join(words[-n:]), (step,))
+                    if hit.row is None and len(words) == 2 and n == 1:
+                        # An abstract head leaves the depictable modifier as the subject:
+                        # #mountainview, #horseriding, #beachday.
+                        for mod in self.index.lemmatize_noun(words[0]):
+                            alt = self._sense(mod, words[0], (step, "modifier"))
+                            # Only a thing, not a person or group (#selfcare, #girlpower).
+                            if alt.row is not None and self.index.lexname(alt.row) not in (
+                                    "noun.person", "noun.group"):
+                                return alt
                     return hit
         return None

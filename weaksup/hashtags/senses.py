@@ -96,7 +96,7 @@ class SensePolicy:
         }
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class SenseChoice:
     """The outcome for one lemma: a synset row, or None with the rule that said so."""
 
@@ -123,20 +123,28 @@ class SenseSelector:
         # Per-synset lexname weight, None where the sense is not depictable: computed
         # once so scoring a lemma is a few list lookups.
         lex = index.lexname_ids.tolist()
-        self._base: list[float | None] = [weights[l] for l in lex]
+        base: list[float | None] = [weights[l] for l in lex]
         excluded = {index.row(n) for n in policy.excluded_roots}
         group_like = {index.lexnames.index("noun.group")}
         for row, l in enumerate(lex):
-            if self._base[row] is None:
+            if base[row] is None:
                 continue
             if l in checked and self._root not in index.closure_rows(row):
-                self._base[row] = None
+                base[row] = None
             elif excluded and (l in group_like or l in checked) and (
                     row in excluded or not excluded.isdisjoint(index.closure_rows(row))):
-                self._base[row] = None
+                base[row] = None
+        # A tuple of atoms: the garbage collector stops scanning it.
+        self._base: tuple[float | None, ...] = tuple(base)
         self._head: dict[int, str] = {}
-        self._pos_tables = [(index.pos_table(p), f) for p, f in policy.pos_dominance.items()]
-        self._pos_rules = [f"mostly-{p}" for p in policy.pos_dominance]
+        # word -> ((rule, count, factor), ...) for words that are also adjectives, verbs
+        # or adverbs: one lookup decides whether the part-of-speech rule applies at all.
+        other: dict[str, list] = {}
+        for pos, factor in policy.pos_dominance.items():
+            for word, count in index.pos_table(pos).items():
+                if count:
+                    other.setdefault(word, []).append((f"mostly-{pos}", count, factor))
+        self._other = {w: tuple(v) for w, v in other.items()}
         self._cache: dict[tuple[str, str], tuple[SenseChoice, tuple]] = {}
 
     def depictable(self, row: int) -> bool:
@@ -150,25 +158,30 @@ class SenseSelector:
             self._head[row] = got
         return got
 
-    def _candidates(self, lemma: str, form: str) -> tuple[SenseChoice, tuple]:
-        """The no-context choice plus the scored depictable candidates (for context)."""
+    def candidates(self, lemma: str, form: str) -> tuple[SenseChoice, tuple]:
+        """The no-context choice for `lemma` written as `form`, plus the scored depictable
+        candidates as (score, rank, row), best first (memoised)."""
         key = (lemma, form)
         got = self._cache.get(key)
         if got is not None:
             return got
         pol = self.policy
         senses = self.index.noun_senses(lemma)
-        noun_total = 0
-        for _, c in senses:
-            noun_total += c
         result: tuple[SenseChoice, tuple] | None = None
-        for k, (table, factor) in enumerate(self._pos_tables):
-            other = table.get(form, 0)
-            if form != lemma:
-                other = max(other, table.get(lemma, 0))
-            if other > factor * (noun_total + 1):
-                result = (SenseChoice(None, self._pos_rules[k]), ())
-                break
+        others = self._other.get(form, ())
+        if form != lemma:
+            others += self._other.get(lemma, ())
+        if others:
+            noun_total = sum(c for _, c in senses)
+            for rule, count, factor in others:
+                if count > factor * (noun_total + 1):
+                    result = (SenseChoice(None, rule), ())
+                    break
+        if result is None and len(senses) == 1:  # most lemmas: nothing to rank
+            row = senses[0][0]
+            w = self._base[row]
+            result = ((SenseChoice(None, "abstract"), ()) if w is None
+                      else (SenseChoice(row, "sense-policy"), ((w, 0, row),)))
         if result is None:
             base, cw, rp, hb = self._base, pol.count_weight, pol.rank_penalty, pol.head_bonus
             head = _squash(lemma)
@@ -206,7 +219,7 @@ class SenseSelector:
         Wu-Palmer similarity to any of them above context_floor, so #bird picks
         crane.n.05 and #computer picks mouse.n.04.
         """
-        choice, scored = self._candidates(lemma, form or lemma)
+        choice, scored = self.candidates(lemma, form or lemma)
         if choice.row is None or not context or len(scored) < 2:
             return choice
         flat = [r for rows in context for r in rows]
@@ -224,7 +237,7 @@ class SenseSelector:
         Those scoring within context_margin of the best, so #nails offers the body part
         as well as the metal spike, while #computer does not offer "a calculating person".
         """
-        choice, scored = self._candidates(lemma, form or lemma)
+        choice, scored = self.candidates(lemma, form or lemma)
         if choice.row is None:
             return ()
         top = scored[0][0]
