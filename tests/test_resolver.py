@@ -142,3 +142,10 @@ def test_explain_gives_the_reason_for_nothing(resolver: Resolver) -> None:
     assert resolver.explain("🐶") == ("no-letters",)
     assert resolver.explain("happy") == ("not-a-wordnet-noun",)
     assert resolver.explain("dogs") == resolver.resolve("dogs").trace
+
+
+def test_affix_around_an_abstract_word_is_nothing(resolver: Resolver) -> None:
+    # Not a segmentation into odd pieces ("ins|tat|ravel"): the idiom around "travel".
+    assert resolver.resolve("instatravel") is None
+    assert resolver.explain("instatravel")[:2] == ("affix:insta-", "lemma:travel")
+    assert resolver.resolve("summervibes") is None

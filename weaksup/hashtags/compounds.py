@@ -60,7 +60,9 @@ class CompoundIndex:
                 continue
             if len(w) == 3 and c == 0 and not index.is_noun(w):
                 continue
-            self.word_cost[w] = 1.0 - 0.1 * min(math.log1p(c), 5.0) / 5.0 + (0.3 if c == 0 else 0)
+            self.word_cost[w] = (1.0 - 0.1 * min(math.log1p(c), 5.0) / 5.0
+                                 + (0.3 if c == 0 else 0.0)
+                                 + (0.3 if c == 0 and len(w) <= 3 else 0.0))
         for j in JOINERS:
             self.word_cost[j] = 0.9
         # Freeze the lists into tuples (of strings): untracked by the garbage collector.

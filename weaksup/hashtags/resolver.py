@@ -249,16 +249,27 @@ class Resolver:
         for lemma in self.compounds.lemmas_for_letters(s):
             return self._sense(lemma, s, (f"letters:{lemma}",))
         if affixes_left > 0:
+            stripped: _Hit | None = None
             for suf in cfg.suffixes:
                 if s.endswith(suf) and len(s) - len(suf) >= cfg.min_stem:
                     hit = self._word(s[: -len(suf)], affixes_left - 1)
-                    if hit is not None and hit.row is not None:
-                        return _Hit(hit.row, hit.lemma, (f"affix:-{suf}",) + hit.trace)
+                    if hit is not None:
+                        hit = _Hit(hit.row, hit.lemma, (f"affix:-{suf}",) + hit.trace)
+                        if hit.row is not None:
+                            return hit
+                        stripped = stripped or hit
             for pre in cfg.prefixes:
                 if s.startswith(pre) and len(s) - len(pre) >= cfg.min_stem:
                     hit = self._word(s[len(pre):], affixes_left - 1)
-                    if hit is not None and hit.row is not None:
-                        return _Hit(hit.row, hit.lemma, (f"affix:{pre}-",) + hit.trace)
+                    if hit is not None:
+                        hit = _Hit(hit.row, hit.lemma, (f"affix:{pre}-",) + hit.trace)
+                        if hit.row is not None:
+                            return hit
+                        stripped = stripped or hit
+            if stripped is not None:
+                # An idiom around a known word that means nothing depictable (#instatravel,
+                # #summervibes): that is the reading, not a segmentation into odd pieces.
+                return stripped
         if cfg.segmentation:
             words = self.compounds.segment(s)
             if words:
