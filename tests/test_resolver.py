@@ -149,3 +149,9 @@ def test_affix_around_an_abstract_word_is_nothing(resolver: Resolver) -> None:
     assert resolver.resolve("instatravel") is None
     assert resolver.explain("instatravel")[:2] == ("affix:insta-", "lemma:travel")
     assert resolver.resolve("summervibes") is None
+
+
+def test_undecodable_input_is_null(resolver: Resolver) -> None:
+    # Bytes that were not UTF-8 arrive as lone surrogates (surrogateescape).
+    assert resolver.resolve(b"\xff\xfedog".decode("utf-8", "surrogateescape")) is None
+    assert resolver.explain("dog\udcff") == ("invalid-unicode",)

@@ -25,13 +25,14 @@ def test_arguments_in_order() -> None:
 
 
 def test_stdin_with_bad_input() -> None:
-    lines = [b"dog", b"", b"#", b"##", b"!!!", "🐶".encode(), b"x" * 10_000, b"\xff\xfe\x80",
+    lines = [b"dog", b"", b"#", b"##", b"!!!", "🐶".encode(), b"x" * 10_000, b"\xff\xfedog",
              b"geese", b"#Hot-Dog\r"]
     out = run([], stdin=b"\n".join(lines) + b"\n")
     assert len(out) == len(lines)
     assert [o["synset"] for o in out] == [
         "dog.n.01", None, None, None, None, None, None, None, "goose.n.01", "hotdog.n.02"]
     assert out[0]["hashtag"] == "dog" and out[1]["hashtag"] == ""
+    assert out[7]["trace"] == ["invalid-unicode"] and "\ufffd" in out[7]["hashtag"]
     for o in out:
         assert {"hashtag", "synset", "wnid"} <= set(o)
 

@@ -18,13 +18,24 @@ import sys
 from weaksup.hashtags.resolver import Resolution, Resolver
 
 
+def _printable(tag: str) -> str:
+    """The input as valid Unicode: undecodable bytes (lone surrogates) shown as U+FFFD."""
+    if tag.isascii():
+        return tag
+    try:
+        tag.encode("utf-8")
+        return tag
+    except UnicodeEncodeError:
+        return tag.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+
+
 def _record(resolver: Resolver, tag: str, res: Resolution | None) -> dict:
     if res is None:
         try:
             why = list(resolver.explain(tag))
         except (ValueError, KeyError, UnicodeError):
             why = []
-        return {"hashtag": tag, "synset": None, "wnid": None, "lemma": None,
+        return {"hashtag": _printable(tag), "synset": None, "wnid": None, "lemma": None,
                 "lexname": None, "trace": why}
     return res.as_dict() | {"hashtag": tag}
 
@@ -41,7 +52,6 @@ def main(argv: list[str]) -> int:
     ap.add_argument("tags", nargs="*", help="hashtags, with or without '#'")
     args = ap.parse_args(argv)
     resolver = Resolver()
-    # Undecodable bytes become U+FFFD, which resolves to nothing like any other symbol.
     out = sys.stdout
     if hasattr(out, "reconfigure"):
         out.reconfigure(errors="backslashreplace")
@@ -49,7 +59,7 @@ def main(argv: list[str]) -> int:
         posts = [args.tags] if args.context else [[t] for t in args.tags]
     else:
         stdin = sys.stdin.buffer if hasattr(sys.stdin, "buffer") else None
-        lines = (b.decode("utf-8", errors="replace") for b in stdin) if stdin else sys.stdin
+        lines = (_decode(b) for b in stdin) if stdin else sys.stdin
         posts = _stdin_posts(lines, args.context)
     for tags in posts:
         if args.context and len(tags) > 1:
@@ -60,6 +70,12 @@ def main(argv: list[str]) -> int:
             _write(_record(resolver, t, r), out)
         out.flush() if not args.tags else None
     return 0
+
+
+def _decode(line: bytes) -> str:
+    """A stdin line as text; bytes that are not UTF-8 become lone surrogates (like
+    argv), which the resolver answers with null."""
+    return line.decode("utf-8", errors="surrogateescape")
 
 
 def _stdin_posts(lines, context: bool):

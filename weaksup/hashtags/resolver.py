@@ -165,6 +165,11 @@ class Resolver:
     def _hit(self, tag: str) -> _Hit | str | None:
         if not isinstance(tag, str) or not tag or len(tag) > 4 * MAX_TAG_CHARS:
             return "too-long" if isinstance(tag, str) and tag else "empty"
+        if not tag.isascii():
+            try:
+                tag.encode("utf-8")
+            except UnicodeEncodeError:  # lone surrogates: undecodable bytes upstream
+                return "invalid-unicode"
         words = [w for w in hashtag_words(tag) if w]
         letters = "".join(words)
         if not letters:
