@@ -1,13 +1,23 @@
-"""The trainer command line that every launcher starts, one per process.
+"""The command line that every launcher starts, one per process.
 
 Launchers differ in how they start processes; they all start the same
-`python -m weaksup train --config C --workdir W [overrides] [distributed flags]`.
+`python -m weaksup train --config C --workdir W [overrides] [distributed flags]`
+(or `evaluate`, which takes the same arguments, for transfer runs).
 """
 
 from __future__ import annotations
 
 import shlex
 from collections.abc import Mapping, Sequence
+
+# `python -m weaksup` commands that take --config/--workdir and the distributed flags.
+COMMANDS = ("train", "evaluate")
+
+
+def add_command_argument(parser) -> None:
+    """The launchers' `--command` option (train or evaluate)."""
+    parser.add_argument("--command", choices=COMMANDS, default="train",
+                        help="weaksup command to run (default train; evaluate for transfer configs)")
 
 
 def split_passthrough(argv: Sequence[str]) -> tuple[list[str], list[str]]:
@@ -24,8 +34,9 @@ def train_argv(
     workdir: str,
     extra: Sequence[str] = (),
     python: str = "python",
+    command: str = "train",
 ) -> list[str]:
-    """`python -m weaksup train --config CONFIG --workdir WORKDIR EXTRA...` as a list.
+    """`python -m weaksup COMMAND --config CONFIG --workdir WORKDIR EXTRA...` as a list.
 
     `extra` holds trainer arguments passed through verbatim, e.g. config overrides
     like `--config.total_steps=10`.
@@ -34,7 +45,9 @@ def train_argv(
         raise ValueError("a --config is required (e.g. configs/tiny.py:runlocal)")
     if not workdir:
         raise ValueError("a --workdir is required")
-    return [*shlex.split(python), "-m", "weaksup", "train", "--config", config,
+    if command not in COMMANDS:
+        raise ValueError(f"unknown command {command!r} (expected one of {', '.join(COMMANDS)})")
+    return [*shlex.split(python), "-m", "weaksup", command, "--config", config,
             "--workdir", workdir, *extra]
 
 

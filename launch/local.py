@@ -27,7 +27,8 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a script: make `launch` importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from launch.command import distributed_argv, shell_line, split_passthrough, train_argv
+from launch.command import (add_command_argument, distributed_argv, shell_line,
+                            split_passthrough, train_argv)
 
 _DEVICE_COUNT_FLAG = re.compile(r"--xla_force_host_platform_device_count=\S+")
 
@@ -75,6 +76,7 @@ def build_commands(
     python: str = "python",
     extra: Sequence[str] = (),
     base_env: Mapping[str, str] | None = None,
+    command: str = "train",
 ) -> list[tuple[list[str], dict[str, str]]]:
     """(argv, env overrides) for each process; a single process gets no distributed flags."""
     if num_processes < 1:
@@ -82,7 +84,7 @@ def build_commands(
     if devices_per_process < 1:
         raise ValueError(f"--devices-per-process must be >= 1, got {devices_per_process}")
     base_env = os.environ if base_env is None else base_env
-    base = train_argv(config, workdir, (), python)
+    base = train_argv(config, workdir, (), python, command)
     out = []
     for i in range(num_processes):
         argv = list(base)
@@ -174,6 +176,7 @@ def parser() -> argparse.ArgumentParser:
                     "machine. Arguments after `--` go to the trainer verbatim.")
     p.add_argument("--config", required=True, help="config spec, e.g. configs/tiny.py:runlocal")
     p.add_argument("--workdir", required=True)
+    add_command_argument(p)
     p.add_argument("--num-processes", type=int, default=1)
     p.add_argument("--devices-per-process", type=int, default=1,
                    help="CPU: host devices per process (XLA_FLAGS); GPU: GPUs per process")
@@ -197,7 +200,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         commands = build_commands(args.config, args.workdir, args.num_processes,
                                   args.devices_per_process, args.platform, port,
-                                  args.python, extra)
+                                  args.python, extra, command=args.command)
     except ValueError as e:
         print(f"launch.local: {e}", file=sys.stderr)
         return 2

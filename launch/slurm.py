@@ -1,6 +1,6 @@
 """Writes (and submits) an sbatch script that runs the trainer on a SLURM GPU cluster.
 
-    python -m launch.slurm --config configs/paper_resnext101_32x8d.py \
+    python -m launch.slurm --config configs/paper_pretrain.py:model=32x8d,vocab=in1k \
         --workdir /shared/runs/r101 --nodes 42 --gpus-per-node 8 --per gpu \
         --partition gpu --time 72:00:00 [--dry-run] [-- --config.seed=1]
 
@@ -23,7 +23,7 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a script: make `launch` importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from launch.command import split_passthrough, train_argv
+from launch.command import add_command_argument, split_passthrough, train_argv
 
 # Shell words that must expand inside each task, so they are double-quoted, not escaped.
 _TASK_FLAGS = ["--coordinator", '"$WEAKSUP_COORDINATOR"', "--num-processes", '"$SLURM_NTASKS"',
@@ -46,6 +46,7 @@ def sbatch_script(
     python: str = "python",
     extra: Sequence[str] = (),
     port: int | None = None,
+    command: str = "train",
 ) -> str:
     """The sbatch script text for one multi-node pretraining job."""
     if nodes < 1 or gpus_per_node < 1:
@@ -83,7 +84,7 @@ def sbatch_script(
         f'coordinator $WEAKSUP_COORDINATOR"',
         "",
     ]
-    train = shlex.join(train_argv(config, workdir, (), python))
+    train = shlex.join(train_argv(config, workdir, (), python, command))
     passthrough = (" " + shlex.join(list(extra))) if extra else ""
     task_cmd = f"exec {train} {' '.join(_TASK_FLAGS)}{passthrough}"
     lines.append(f"srun --kill-on-bad-exit=1 bash -c {shlex.quote(task_cmd)}")
@@ -97,6 +98,7 @@ def parser() -> argparse.ArgumentParser:
                     "on a SLURM GPU cluster. Arguments after `--` go to the trainer.")
     p.add_argument("--config", required=True)
     p.add_argument("--workdir", required=True, help="on storage every node can reach")
+    add_command_argument(p)
     p.add_argument("--nodes", type=int, required=True)
     p.add_argument("--gpus-per-node", type=int, default=8)
     p.add_argument("--per", choices=("gpu", "node"), default="gpu",
@@ -124,7 +126,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         script = sbatch_script(args.config, args.workdir, args.nodes, args.gpus_per_node,
                                args.per, args.partition, args.account, args.time,
                                args.job_name, args.cpus_per_task, args.repo_dir, args.setup,
-                               args.python, extra, args.port)
+                               args.python, extra, args.port, args.command)
     except ValueError as e:
         print(f"launch.slurm: {e}", file=sys.stderr)
         return 2

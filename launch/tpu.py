@@ -1,7 +1,7 @@
 """Runs the trainer on every worker of a Cloud TPU pod slice.
 
     python -m launch.tpu --name my-v4-128 --zone us-central2-b \
-        --config configs/paper_resnext101_32x8d.py --workdir gs://bucket/runs/r101 \
+        --config configs/paper_pretrain.py:model=32x8d,vocab=in1k --workdir gs://bucket/runs/r101 \
         --repo-dir '~/weaksup' [--dry-run] [-- --config.seed=1]
 
 One `gcloud compute tpus tpu-vm ssh NAME --zone Z --worker=all --command CMD` starts the
@@ -24,7 +24,7 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a script: make `launch` importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from launch.command import split_passthrough, train_argv
+from launch.command import add_command_argument, split_passthrough, train_argv
 
 # jax.distributed's default coordinator port on Cloud TPU.
 COORDINATOR_PORT = 8476
@@ -50,6 +50,7 @@ def remote_command(
     extra: Sequence[str] = (),
     log_file: str | None = None,
     coordinator_port: int = COORDINATOR_PORT,
+    command: str = "train",
 ) -> str:
     """The shell command every TPU worker runs (bash)."""
     parts = ["set -e"]
@@ -59,7 +60,7 @@ def remote_command(
                               else shlex.quote(repo_dir)))
     parts += list(setup)
     parts.append(_METADATA_SNIPPET)
-    train = shlex.join(train_argv(config, workdir, (), python))
+    train = shlex.join(train_argv(config, workdir, (), python, command))
     train += (f' --coordinator "$first:{int(coordinator_port)}" --num-processes "$nproc"'
               ' --process-id "$wid"')
     if extra:
@@ -100,6 +101,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--project")
     p.add_argument("--config", required=True)
     p.add_argument("--workdir", required=True, help="shared storage, e.g. gs://bucket/run")
+    add_command_argument(p)
     p.add_argument("--repo-dir", help="checkout on the workers to cd into, e.g. ~/weaksup")
     p.add_argument("--setup", action="append", default=[],
                    help="shell line run on each worker before training (repeatable)")
@@ -118,7 +120,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(own)
     try:
         cmd = remote_command(args.config, args.workdir, args.repo_dir, args.setup,
-                             args.python, extra, args.log_file, args.coordinator_port)
+                             args.python, extra, args.log_file, args.coordinator_port, args.command)
         argv_ = gcloud_argv(args.name, args.zone, cmd, args.project, args.worker,
                             args.internal_ip)
     except ValueError as e:

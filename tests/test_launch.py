@@ -262,3 +262,16 @@ def test_local_environment_joins_processes_into_one_jax_job():
                        text=True, timeout=240)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     assert r.stdout.count("devices 3 6 sum 3") == 2, r.stdout[-3000:]
+
+
+@pytest.mark.parametrize("module,args", [
+    ("local", ["--num-processes", "2", "--port", "1"]),
+    ("slurm", ["--nodes", "1"]),
+    ("tpu", ["--name", "t", "--zone", "z"]),
+])
+def test_launchers_start_evaluate_for_transfer_configs(module, args):
+    r = _launcher(module, "--command", "evaluate", "--config", "configs/paper_transfer.py:target=cub",
+                  "--workdir", "w", *args, "--dry-run")
+    assert r.returncode == 0, r.stderr
+    assert "-m weaksup evaluate --config configs/paper_transfer.py:target=cub" in r.stdout
+    assert " train " not in r.stdout
