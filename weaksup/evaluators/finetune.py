@@ -1,0 +1,186 @@
+"""Fine-tuning: a fresh head for the target classes, the whole network trained.
+
+The paper's second transfer protocol. The pretrained trunk (parameters and batch-norm
+statistics) is kept, the hashtag head is replaced by a freshly initialised Dense layer
+with one output per target class, and every weight is trained with the fine-tuning
+schedule (SGD + Nesterov momentum, linear warm-up then cosine decay, weight decay) on
+the input pipeline's training augmentation (random-resized crop + flip).
+
+Nothing here forks the trainer: the update is `weaksup.train.make_train_step`, the state
+is the trainer's {params, batch_stats, opt_state, step, rng} dict, checkpoints go through
+`weaksup.checkpoint.Checkpointer` (so an interrupted fine-tune resumes, data position
+included), and predictions use `weaksup.train.make_predict_fn`.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from weaksup import sharding
+
+
+class FinetuneError(ValueError):
+    """Pretrained variables that do not fit the model being fine-tuned."""
+
+
+def _shapes(tree: Any) -> list[tuple[str, tuple[int, ...]]]:
+    leaves, _ = jax.tree_util.tree_flatten_with_path(tree)
+    return [(jax.tree_util.keystr(path), tuple(np.shape(x))) for path, x in leaves]
+
+
+def _check_trunk(fresh: Any, given: Any, what: str) -> None:
+    a, b = _shapes(fresh), _shapes(given)
+    if a != b:
+        diff = sorted(set(a) ^ set(b))[:4]
+        raise FinetuneError(f"the {what} do not fit this architecture; first differences: {diff}")
+
+
+def transfer_variables(model: Any, variables: Any, num_classes: int, rng: jax.Array, image_size: int
+                       ) -> tuple[Any, dict[str, Any]]:
+    """(target model, variables): `variables`' trunk with a fresh `num_classes`-way head."""
+    target_model = model.clone(num_classes=int(num_classes), parent=None)
+    dummy = jnp.zeros((1, image_size, image_size, 3), jnp.float32)
+    fresh = jax.jit(lambda r: target_model.init(r, dummy, train=False))(rng)
+    params = dict(fresh["params"])
+    stats = dict(fresh.get("batch_stats", {}))
+    _check_trunk(fresh["params"]["trunk"], variables["params"]["trunk"], "pretrained trunk parameters")
+    params["trunk"] = variables["params"]["trunk"]
+    if "trunk" in stats:
+        _check_trunk(stats["trunk"], variables.get("batch_stats", {}).get("trunk", {}), "pretrained batch statistics")
+        stats["trunk"] = variables["batch_stats"]["trunk"]
+    return target_model, {"params": params, "batch_stats": stats}
+
+
+class Evaluator:
+    """Fine-tunes on the target's training split; reports val/test top-1 and top-5.
+
+    Options: the `Target` fields, and steps (default 200), batch_size (global, default 64),
+    base_lr (per 256 images, default 0.1), warmup_steps (default 10% of steps), momentum,
+    weight_decay, label_smoothing, checkpoint_every (steps; default: only at the end),
+    seed. `workdir` holds the fine-tune checkpoints; without one nothing is saved.
+    """
+
+    def __init__(self, *, model: Any, mesh: Any, workdir: str | os.PathLike | None = None, steps: int = 200,
+                 base_lr: float = 0.1, warmup_steps: int | None = None, momentum: float = 0.9,
+                 weight_decay: float = 1e-4, label_smoothing: float = 0.0, checkpoint_every: int = 0,
+                 cache_dir: Any = None, checkpoint_id: str = "", vocab: Any = None, config: Any = None,
+                 **options: Any):
+        from weaksup.evaluators.target import Target
+
+        del cache_dir, checkpoint_id, vocab  # fine-tuning has no feature cache
+        if config is not None and "image_size" not in options:
+            options["image_size"] = int(config.input.image_size)
+        self.target, rest = Target.from_options(options)
+        if rest:
+            raise ValueError(f"finetune: unknown options {sorted(rest)}")
+        if int(steps) < 1:
+            raise ValueError(f"finetune: steps must be >= 1, got {steps}")
+        self.model, self.mesh = model, mesh
+        self.workdir = None if workdir is None else Path(workdir)
+        self.steps = int(steps)
+        self.base_lr = float(base_lr)
+        self.warmup_steps = int(max(1, self.steps // 10) if warmup_steps is None else warmup_steps)
+        self.momentum, self.weight_decay = float(momentum), float(weight_decay)
+        self.label_smoothing = float(label_smoothing)
+        self.checkpoint_every = int(checkpoint_every or 0)
+
+    def run(self, variables: Any, step: int | None = None) -> dict[str, float]:
+        """Fine-tunes from `variables` (resuming from the workdir's checkpoint if any)."""
+        from weaksup import checkpoint as ckpt_lib
+        from weaksup import losses
+        from weaksup import optimizer as optim_lib
+        from weaksup.input_pipeline import make_finetune_iterator
+        from weaksup.train import make_predict_fn, make_train_step
+
+        del step
+        t = self.target
+        num_classes = t.num_classes()
+        mesh = self.mesh
+        gbs = t.batch_size
+        sharding.check_batch_layout(gbs, mesh)
+        rng = jax.random.PRNGKey(t.seed)
+        model, init_vars = transfer_variables(self.model, jax.device_get(variables), num_classes,
+                                              jax.random.fold_in(rng, 1), t.image_size)
+
+        peak = optim_lib.peak_learning_rate(self.base_lr, gbs)
+        lr_fn = optim_lib.learning_rate_schedule(peak, self.steps, self.warmup_steps, schedule="cosine")
+        tx = optim_lib.make_optimizer(lr_fn, momentum=self.momentum, nesterov=True, weight_decay=self.weight_decay)
+        state = {
+            "params": init_vars["params"],
+            "batch_stats": init_vars["batch_stats"],
+            "opt_state": tx.init(init_vars["params"]),
+            "step": jnp.zeros((), jnp.int32),
+            "rng": jax.random.fold_in(rng, 2),
+        }
+        state_shardings = sharding.tree_shardings(state, mesh)
+        state = jax.device_put(state, state_shardings)
+        train_iter = make_finetune_iterator(t.dataset, t.train_split, data_dir=t.data_dir, image_key=t.image_key,
+                                            label_key=t.label_key, batch_size=gbs, image_size=t.image_size,
+                                            seed=t.seed)
+        ckpt = None
+        if self.workdir is not None:
+            ckpt = ckpt_lib.Checkpointer(ckpt_lib.checkpoint_dir(self.workdir), keep=1, async_save=False)
+            latest = ckpt.latest_step()
+            if latest is not None:
+                target = jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s),
+                                      state, state_shardings)
+                state = ckpt.restore_state(latest, target, data_iterator=train_iter)
+
+        loss_fn = losses.make_loss_fn("softmax", self.label_smoothing)
+        train_step = make_train_step(model, tx, loss_fn, mesh, state_shardings, label_key="label",
+                                     learning_rate_fn=lr_fn)
+        first = int(jax.device_get(state["step"]))
+        losses_seen: list[float] = []
+        for i in range(first, self.steps):
+            batch = next(train_iter)
+            state, m = train_step(state, sharding.make_global_batch(batch, mesh))
+            if i >= self.steps - 10:
+                losses_seen.append(float(jax.device_get(m["loss"])))
+            done = i + 1
+            if ckpt is not None and (done == self.steps or (self.checkpoint_every and done % self.checkpoint_every == 0)):
+                ckpt.save(done, state, data_iterator=train_iter)
+        if ckpt is not None:
+            ckpt.close()
+        if not all(np.isfinite(losses_seen)):
+            raise FloatingPointError(f"finetune on {t.dataset}: non-finite training loss")
+
+        variables = {"params": state["params"], "batch_stats": state["batch_stats"]}
+        var_shardings = {"params": state_shardings["params"], "batch_stats": state_shardings["batch_stats"]}
+        predict = make_predict_fn(model, mesh, var_shardings)
+        out: dict[str, float] = {"steps": float(self.steps)}
+        if losses_seen:
+            out["train_loss"] = float(np.mean(losses_seen))
+        val = t.val_split
+        for name, split in (("val", val), ("test", t.test_split)):
+            if split is None:
+                continue
+            acc = classify(predict, variables, mesh, t, split)
+            out[f"{name}_top1"], out[f"{name}_top5"] = acc
+        return out
+
+
+def classify(predict: Any, variables: Any, mesh: Any, target: Any, split: str) -> tuple[float, float]:
+    """(top-1, top-5) of `predict` on a split, over real (unmasked) examples only."""
+    from weaksup.input_pipeline import make_eval_iterator
+
+    def counts(logits, labels, mask):
+        _, top = jax.lax.top_k(logits, min(5, logits.shape[-1]))
+        hit = top == labels[:, None]
+        return jnp.stack([jnp.sum(hit[:, 0] & mask), jnp.sum(jnp.any(hit, -1) & mask), jnp.sum(mask)])
+
+    counts = jax.jit(counts, out_shardings=sharding.replicated(mesh))
+    total = np.zeros(3)
+    for batch in make_eval_iterator(target.dataset, split, data_dir=target.data_dir, image_key=target.image_key,
+                                    label_key=target.label_key, batch_size=target.batch_size,
+                                    image_size=target.image_size):
+        g = sharding.make_global_batch(batch, mesh)
+        total += np.asarray(counts(predict(variables, g["image"]), g["label"], g["mask"]), np.float64)
+    if total[2] == 0:
+        raise ValueError(f"{target.dataset}/{split}: no readable examples")
+    return float(total[0] / total[2]), float(total[1] / total[2])
