@@ -155,3 +155,12 @@ def test_undecodable_input_is_null(resolver: Resolver) -> None:
     # Bytes that were not UTF-8 arrive as lone surrogates (surrogateescape).
     assert resolver.resolve(b"\xff\xfedog".decode("utf-8", "surrogateescape")) is None
     assert resolver.explain("dog\udcff") == ("invalid-unicode",)
+
+
+def test_adjectives_and_colours_are_nothing_but_nouns_survive(resolver: Resolver) -> None:
+    for tag in ["sweet", "red", "blue", "white", "delicious", "dark"]:
+        assert resolver.resolve(tag) is None, tag
+    # Also adjectives in WordNet, but mostly things on a photo.
+    assert synset(resolver, "husky") == "eskimo_dog.n.01"
+    assert synset(resolver, "orange") == "orange.n.01"
+    assert synset(resolver, "bear") == "bear.n.01"  # a verb far more often in text

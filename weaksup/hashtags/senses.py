@@ -15,7 +15,8 @@ a sweater, cake.n.01 a block of soap. The policy, in order:
 2. The word resolves to nothing when it is not used as a depictable noun: it has no
    depictable noun sense; its abstract senses carry far more sense-tag evidence than its
    depictable ones (#love, whose only concrete sense is "beloved"); or it is used far
-   more as an adjective or verb than as a noun (#sweet, #cool).
+   more as an adjective or verb than as a noun (#sweet, #red; any adjectival use wins
+   over a noun that is only a proper name: #delicious).
 3. Among depictable senses the score is
        lexname_weight[lexname] + count_weight * log(1 + tag count)
        + head_bonus (the word is the synset's head lemma) - rank_penalty * sense rank
@@ -71,13 +72,21 @@ class SensePolicy:
     # Wu-Palmer similarity below this is what unrelated synsets share (whole.n.02 ...).
     context_floor: float = 0.4
     context_margin: float = 2.0
-    # Null when abstract tag count > abstract_dominance * (depictable tag count + 1).
+    # Null when the tag counts of its abstract senses exceed abstract_dominance * (tag
+    # count of its depictable senses + 1): #love.
     abstract_dominance: float = 8.0
-    # Null when the word's tag count as adjective (verb, adverb) exceeds this multiple of
-    # (its noun tag count + 1). Adjectives are the usual filler (#happy, #delicious); verbs need a wide margin,
-    # because hashtags name things far more often than running text does (#bear, #watch).
-    pos_dominance: Mapping[str, float] = field(
-        default_factory=lambda: {"adj": 1.0, "adv": 1.0, "verb": 50.0})
+    # Null when abstract counts plus its counts as an adjective or adverb exceed
+    # adjective_dominance * (tag count of its depictable common-noun senses + 1): #sweet,
+    # #red (the Red River is a proper name), but not #husky or #orange.
+    adjective_dominance: float = 4.0
+    # Null when its tag count as a verb exceeds verb_dominance * (noun tag count + 1).
+    # Hashtags name things far more often than running text does, hence the wide margin
+    # (#bear, #watch are nouns).
+    verb_dominance: float = 50.0
+    # Null when its only depictable senses are proper names and its adjective count
+    # exceeds proper_name_dominance * (noun tag count + 1): #delicious is praise, not the
+    # apple variety Delicious.
+    proper_name_dominance: float = 1.0
 
     def as_dict(self) -> dict:
         return {
@@ -92,7 +101,9 @@ class SensePolicy:
             "context_margin": self.context_margin,
             "context_floor": self.context_floor,
             "abstract_dominance": self.abstract_dominance,
-            "pos_dominance": dict(sorted(self.pos_dominance.items())),
+            "adjective_dominance": self.adjective_dominance,
+            "verb_dominance": self.verb_dominance,
+            "proper_name_dominance": self.proper_name_dominance,
         }
 
 
@@ -137,19 +148,42 @@ class SenseSelector:
         # A tuple of atoms: the garbage collector stops scanning it.
         self._base: tuple[float | None, ...] = tuple(base)
         self._head: dict[int, str] = {}
-        # word -> ((rule, count, factor), ...) for words that are also adjectives, verbs
-        # or adverbs: one lookup decides whether the part-of-speech rule applies at all.
-        other: dict[str, list] = {}
-        for pos, factor in policy.pos_dominance.items():
+        # word -> (adjective + adverb tag count, verb tag count), for the words that have
+        # any: one lookup decides whether the part-of-speech rules apply at all.
+        other: dict[str, tuple[int, int]] = {}
+        for pos in ("adj", "adv", "verb"):
             for word, count in index.pos_table(pos).items():
                 if count:
-                    other.setdefault(word, []).append((f"mostly-{pos}", count, factor))
-        self._other = {w: tuple(v) for w, v in other.items()}
+                    a, v = other.get(word, (0, 0))
+                    other[word] = (a, v + count) if pos == "verb" else (a + count, v)
+        self._other = other
         self._cache: dict[tuple[str, str], tuple[SenseChoice, tuple]] = {}
 
     def depictable(self, row: int) -> bool:
         """Whether a synset is a depictable sense under this policy."""
         return self._base[row] is not None
+
+    def _proper_only(self, lemma: str, senses) -> bool:
+        """Whether every depictable sense is a proper name (WordNet capitalises it)."""
+        found = False
+        for row, _ in senses:
+            if self._base[row] is None:
+                continue
+            for word in self.index.synset_lemmas(row):
+                if word.lower() == lemma:
+                    if word[:1].islower():
+                        return False
+                    found = True
+        return found
+
+    def _common_count(self, lemma: str, senses) -> int:
+        """Tag count of the depictable senses where the lemma is a common noun."""
+        total = 0
+        for row, count in senses:
+            if count and self._base[row] is not None and any(
+                    w.lower() == lemma and w[:1].islower() for w in self.index.synset_lemmas(row)):
+                total += count
+        return total
 
     def _head_key(self, row: int) -> str:
         got = self._head.get(row)
@@ -168,20 +202,26 @@ class SenseSelector:
         pol = self.policy
         senses = self.index.noun_senses(lemma)
         result: tuple[SenseChoice, tuple] | None = None
-        others = self._other.get(form, ())
-        if form != lemma:
-            others += self._other.get(lemma, ())
-        if others:
+        adj, verb = self._other.get(form, (0, 0))
+        if form != lemma and lemma in self._other:
+            adj2, verb2 = self._other[lemma]
+            adj, verb = max(adj, adj2), max(verb, verb2)
+        if verb or adj:
             noun_total = sum(c for _, c in senses)
-            for rule, count, factor in others:
-                if count > factor * (noun_total + 1):
-                    result = (SenseChoice(None, rule), ())
-                    break
+            if verb > pol.verb_dominance * (noun_total + 1):
+                result = (SenseChoice(None, "mostly-verb"), ())
+            elif adj > pol.proper_name_dominance * (noun_total + 1) and self._proper_only(
+                    lemma, senses):
+                result = (SenseChoice(None, "mostly-adj"), ())
         if result is None and len(senses) == 1:  # most lemmas: nothing to rank
-            row = senses[0][0]
+            row, count = senses[0]
             w = self._base[row]
-            result = ((SenseChoice(None, "abstract"), ()) if w is None
-                      else (SenseChoice(row, "sense-policy"), ((w, 0, row),)))
+            if w is None:
+                result = (SenseChoice(None, "abstract"), ())
+            elif adj > pol.adjective_dominance * (self._common_count(lemma, senses) + 1):
+                result = (SenseChoice(None, "mostly-adj"), ())
+            else:
+                result = (SenseChoice(row, "sense-policy"), ((w, 0, row),))
         if result is None:
             base, cw, rp, hb = self._base, pol.count_weight, pol.rank_penalty, pol.head_bonus
             head = _squash(lemma)
@@ -203,6 +243,9 @@ class SenseSelector:
                 result = (SenseChoice(None, "abstract" if senses else "not-a-noun"), ())
             elif abstract > pol.abstract_dominance * (depicted + 1):
                 result = (SenseChoice(None, "mostly-abstract"), ())
+            elif adj and abstract + adj > pol.adjective_dominance * (
+                    self._common_count(lemma, senses) + 1):
+                result = (SenseChoice(None, "mostly-adj"), ())
             else:
                 if len(scored) > 1:
                     scored.sort(key=lambda t: (-t[0], t[1]))
