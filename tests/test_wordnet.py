@@ -159,3 +159,17 @@ def test_install_fails_fast_without_wordnet(tmp_path: Path, monkeypatch) -> None
     finally:
         wordnet.load_index.cache_clear()
     assert time.perf_counter() - t0 < 60
+
+
+def test_damaged_cache_is_rebuilt(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("WEAKSUP_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv(wordnet.ENV_VAR, str(wordnet.locate()))
+    wordnet.index_path().parent.mkdir(parents=True)
+    wordnet.index_path().write_bytes(b"not an npz file")
+    with pytest.raises(WordNetError, match="unreadable"):
+        WordNetIndex(wordnet.index_path())
+    wordnet.load_index.cache_clear()
+    try:
+        assert wordnet.load_index().synset("dog.n.01").wnid == "n02084071"
+    finally:
+        wordnet.load_index.cache_clear()

@@ -720,9 +720,10 @@ def load_index() -> WordNetIndex:
     """The compiled index, built from the located WordNet 3.0 on first use (then cached)."""
     path = index_path()
     if path.is_file():
-        idx = WordNetIndex(path)
-        if idx.meta.get("format") == INDEX_FORMAT:
-            return idx
+        try:
+            return WordNetIndex(path)
+        except WordNetError:  # unreadable or stale: rebuild it below
+            pass
     src = locate()
     if src is None:
         raise WordNetError(
