@@ -13,7 +13,7 @@ merge because every hashtag that lands on a synset gets that synset (#burger and
   affix      Instagram idioms stripped, the rest resolved (#dogsofinstagram, #instacat,
              #catstagram, #catlover, #pizzatime, #beachlife, #foodporn; `idioms`)
   segment    split into known words, keep the head (#sunsetbeach -> beach; `compounds`),
-             or the modifier when the head is abstract (#mountainview -> mountain)
+             or the modifier when the head is abstract (#beachday -> beach)
   sense      pick the depictable sense (`senses`): #tiger -> tiger.n.02 the cat; abstract
              and adjectival words (#love, #happy) -> nothing; other hashtags of the post
              can pick the sense (#crane with #bird -> crane.n.05)
@@ -147,13 +147,11 @@ class Resolver:
         return out
 
     def _context_rows(self, tag: str) -> tuple[int, ...]:
-        """Candidate senses a context hashtag offers (all depictable senses of its lemma)."""
+        """Senses a context hashtag offers: the plausible depictable senses of its lemma."""
         r = self.resolve(tag)
         if r is None:
             return ()
         return self.senses.candidate_rows(r.lemma) or (self.index.row(r.wnid),)
-
-    # ------------------------------------------------------------------ the rules
 
     def explain(self, tag: str) -> tuple[str, ...]:
         """The rules applied to a tag, also when it resolves to nothing ("filler", ...)."""
@@ -161,6 +159,8 @@ class Resolver:
         if isinstance(hit, str):
             return (hit,)
         return hit.trace if hit is not None else ("not-a-wordnet-noun",)
+
+    # ------------------------------------------------------------------ the rules
 
     def _hit(self, tag: str) -> _Hit | str | None:
         if not isinstance(tag, str) or not tag or len(tag) > 4 * MAX_TAG_CHARS:
