@@ -72,7 +72,7 @@ def test_hashtags_notebook(run_dir, monkeypatch):
     config = json.loads((run_dir / "train" / "config.json").read_text())
     vocab = json.loads(Path(config["vocab_path"]).read_text())
     assert f"vocabulary: {vocab['num_classes']} classes" in text
-    assert "power-law fit" not in text  # the legend is drawn, not printed
+    assert "occurrences ~ rank^-" in text  # a falling power law
     assert "resolved:" in text and "vocabulary coverage:" in text
     assert "trace:" in text and "trains on:" in text and "ground truth:" in text
     assert _figures(nb) >= 3  # Zipf plot, lexnames, post images
