@@ -158,3 +158,14 @@ def test_bad_names_and_overrides_are_rejected():
         get_model("resnext_tiny", 10, dtype="float8")
     m = get_model("resnext_tiny", 10, stage_sizes=[2, 1, 1], groups=4)
     assert m.config.stage_sizes == (2, 1, 1) and m.config.groups == 4
+
+
+def test_cli_summary_prints_counts(capsys):
+    from weaksup.models import cli
+
+    assert cli.main(["--summary", "--model", "resnet50", "--model", "resnext_tiny"]) == 0
+    out = capsys.readouterr().out
+    assert "25,557,032" in out and "4.089" in out
+    assert "stage1: 1 x bottleneck 1x1 64 -> 3x3 64 (8 groups of 8)" in out
+    with pytest.raises(SystemExit):
+        cli.main(["--model", "resnet51"])

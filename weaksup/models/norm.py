@@ -58,15 +58,18 @@ class BatchNorm(nn.Module):
                 )
             xg = xf.reshape((groups, x.shape[0] // groups) + x.shape[1:])
             axes = tuple(range(1, xg.ndim - 1))
+            # One pass, E[x^2] - E[x]^2 in float32 (XLA fuses both reductions);
+            # clipping guards the rare negative round-off.
             mean = jnp.mean(xg, axis=axes, keepdims=True)
-            # Two-pass variance: E[(x-mean)^2] stays accurate when |mean| >> std.
-            var = jnp.mean(jnp.square(xg - mean), axis=axes, keepdims=True)
+            var = jnp.maximum(jnp.mean(jnp.square(xg), axis=axes, keepdims=True) - jnp.square(mean), 0.0)
             if not self.is_initializing():
                 m = self.momentum
                 ra_mean.value = m * ra_mean.value + (1 - m) * jnp.mean(mean, axis=(0,) + axes)
                 ra_var.value = m * ra_var.value + (1 - m) * jnp.mean(var, axis=(0,) + axes)
-            y = (xg - mean) * jax.lax.rsqrt(var + self.epsilon)
-            y = y.reshape(x.shape)
-            return (y * scale.astype(jnp.float32) + bias.astype(jnp.float32)).astype(self.dtype)
-        y = (xf - mean) * jax.lax.rsqrt(var + self.epsilon)
-        return (y * scale.astype(jnp.float32) + bias.astype(jnp.float32)).astype(self.dtype)
+            return self._affine(xg, mean, var, scale, bias).reshape(x.shape)
+        return self._affine(xf, mean, var, scale, bias)
+
+    def _affine(self, x, mean, var, scale, bias):
+        # Fold the statistics into one per-channel multiply-add: a single pass over x.
+        mul = jax.lax.rsqrt(var + self.epsilon) * scale.astype(jnp.float32)
+        return (x * mul + (bias.astype(jnp.float32) - mean * mul)).astype(self.dtype)
