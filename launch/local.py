@@ -7,7 +7,9 @@ With N > 1 processes each gets `--coordinator 127.0.0.1:PORT --num-processes N
 --process-id I`, so `jax.distributed` joins them into one job. On CPU each process sees
 `--devices-per-process` host devices (XLA_FLAGS) and uses gloo collectives; on GPU the
 machine's GPUs are split between the processes with CUDA_VISIBLE_DEVICES. Output of every
-process is echoed prefixed with `[pI]`; if one process fails the others are stopped.
+process is echoed prefixed with `[pI]`; if one process fails the others are stopped, and
+SIGTERM/SIGINT to the launcher reaches every process as SIGTERM (the trainer saves, then
+exits with 75).
 """
 
 from __future__ import annotations
@@ -108,17 +110,25 @@ def _pump(stream, prefix: str, log) -> None:
 def run(
     commands: Sequence[tuple[list[str], dict[str, str]]],
     log_dir: Path | None = None,
-    grace_s: float = 10.0,
+    grace_s: float = 120.0,
 ) -> int:
     """Starts every process, echoes their output, and returns the job's exit status.
 
-    The first process to fail stops the others (SIGTERM, then SIGKILL after `grace_s`),
-    since a multi-process JAX job cannot finish once one member is gone.
+    The first process to fail stops the others, since a multi-process JAX job cannot
+    finish once one member is gone. SIGTERM or SIGINT to the launcher is passed on as
+    SIGTERM, so every trainer saves a checkpoint and exits (status 75, "resume me").
+    Stopped processes get `grace_s` to finish saving before they are killed.
     """
     procs: list[subprocess.Popen] = []
     threads: list[threading.Thread] = []
     logs = []
     multi = len(commands) > 1
+    received: list[int] = []
+    previous = {}
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            previous[sig] = signal.signal(sig, lambda signum, _frame: received.append(signum))
+    status = 0
     try:
         for i, (argv, env) in enumerate(commands):
             log = None
@@ -133,8 +143,14 @@ def run(
                                  daemon=True)
             t.start()
             threads.append(t)
-        status = 0
         while True:
+            if received:
+                print(f"launch.local: got {signal.Signals(received[0]).name}; asking every "
+                      "process to save and stop", file=sys.stderr)
+                _stop(procs, grace_s)
+                codes = [p.returncode for p in procs]
+                status = next((c for c in codes if c != 0), 0)
+                break
             codes = [p.poll() for p in procs]
             failed = [(i, c) for i, c in enumerate(codes) if c not in (None, 0)]
             if failed:
@@ -145,18 +161,19 @@ def run(
             if all(c == 0 for c in codes):
                 break
             time.sleep(0.2)
-    except KeyboardInterrupt:
-        status = 130
     finally:
         _stop(procs, grace_s)
         for t in threads:
             t.join(timeout=5)
         for log in logs:
             log.close()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
     return status
 
 
 def _stop(procs: Sequence[subprocess.Popen], grace_s: float) -> None:
+    """SIGTERM to every live process, then SIGKILL to those still alive after `grace_s`."""
     live = [p for p in procs if p.poll() is None]
     for p in live:
         p.send_signal(signal.SIGTERM)
@@ -183,6 +200,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--platform", choices=("cpu", "gpu"), default="cpu")
     p.add_argument("--port", type=int, default=0, help="coordinator port (0: pick a free one)")
     p.add_argument("--python", default=sys.executable, help="python interpreter to run")
+    p.add_argument("--grace", type=float, default=120.0,
+                   help="seconds a stopped process gets to save a checkpoint before SIGKILL")
     p.add_argument("--log-dir", type=Path, default=None,
                    help="also write each process's output to LOG_DIR/process_I.log")
     p.add_argument("--dry-run", action="store_true",
@@ -208,7 +227,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         for argv_i, env in commands:
             print(shell_line(argv_i, env))
         return 0
-    return run(commands, args.log_dir)
+    return run(commands, args.log_dir, args.grace)
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shlex
+import signal
 import stat
 import subprocess
 import sys
@@ -275,3 +276,29 @@ def test_launchers_start_evaluate_for_transfer_configs(module, args):
     assert r.returncode == 0, r.stderr
     assert "-m weaksup evaluate --config configs/paper_transfer.py:target=cub" in r.stdout
     assert " train " not in r.stdout
+
+
+def test_local_passes_sigterm_on_so_processes_can_save(tmp_path):
+    """SIGTERM to the launcher reaches every process, which may take its time to exit."""
+    saver = textwrap.dedent(f"""\
+        import signal, sys, time
+        def stop(*_):
+            time.sleep(1.0)  # a checkpoint being written
+            open(r"{tmp_path}/saved_" + sys.argv[1], "w").close()
+            sys.exit(75)
+        signal.signal(signal.SIGTERM, stop)
+        print("ready", flush=True)
+        time.sleep(60)
+        """)
+    commands = [([sys.executable, "-c", saver, str(i)], {}) for i in range(2)]
+    launcher = subprocess.Popen(
+        [sys.executable, "-c", f"import sys; from launch import local; sys.exit(local.run({commands!r}, grace_s=30))"],
+        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    ready = 0
+    while ready < 2:
+        line = launcher.stdout.readline()
+        assert line, "launcher ended early"
+        ready += "ready" in line
+    launcher.send_signal(signal.SIGTERM)
+    assert launcher.wait(timeout=60) == 75
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["saved_0", "saved_1"]
