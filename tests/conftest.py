@@ -6,3 +6,31 @@ import os
 os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session")
+def demo_run(tmp_path_factory) -> Path:
+    """A finished run of the demo's small mode (`configs/emojigram_demo.py:runlocal`).
+
+    Shared by the demo and notebook tests: a real corpus, vocabulary, pretraining run
+    with checkpoints and transfer results, built once per test session. Its layout:
+    RUN/results.json, RUN/pretrain/{config.json,metrics.jsonl,checkpoints/},
+    RUN/transfer/results.{json,md}; corpora under RUN/../data.
+    """
+    root = tmp_path_factory.mktemp("demo")
+    run = root / "run"
+    cmd = [sys.executable, "-m", "weaksup", "demo", "--config", "configs/emojigram_demo.py:runlocal",
+           "--workdir", str(run), "--data-root", str(root / "data"), "--tfds-dir", str(root / "tfds")]
+    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}  # one device, like a laptop run
+    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=1200)
+    (root / "demo.log").write_text(proc.stdout + proc.stderr)
+    assert proc.returncode == 0, f"demo failed (log {root / 'demo.log'}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+    return run

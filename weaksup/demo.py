@@ -1,14 +1,286 @@
-"""The EmojiGram experiment end to end (`make demo`). Not built yet."""
+"""The EmojiGram experiment end to end: `make demo` (= `python -m weaksup demo`).
+
+Stages, each skipped when its output is already complete, so an interrupted demo
+resumes where it stopped:
+
+  1. target      the held-out-artist evaluation set, a TFDS dataset (array_record)
+  2. corpus      EmojiGram posts by the pretraining artists, near-duplicates of target
+                 images removed -> ArrayRecord shards + manifest      (DATA_ROOT/...)
+  3. vocabulary  hashtags -> WordNet synsets -> label space           (DATA_ROOT/...)
+  4. pretrain    the jit-sharded loop with Orbax checkpoints          (WORKDIR/pretrain)
+  5. transfer    linear probe, few-shot ridge, fine-tuning; from the pretrained trunk
+                 and from random initialisation                       (WORKDIR/transfer)
+  6. results     WORKDIR/results.json and a printed table
+
+Corpora and vocabularies live under DATA_ROOT (default: runs/emojigram-data) keyed by
+their settings, so the ablation runs (configs/ablation_*.py) share them.
+
+results.json holds: "summary" (the headline numbers: linear-probe and fine-tune top-1
+for pretrained and random-init trunks and their differences), "transfer" (every
+evaluator's metrics per init), "pretraining" (final training metrics, steps, time),
+"data" (corpus records and skips, vocabulary size and coverage, target name and
+classes), "stages" (seconds per stage) and "config".
+"""
 
 from __future__ import annotations
 
+import argparse
+import json
 import sys
+import time
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+DEFAULT_CONFIG = REPO / "configs" / "emojigram_demo.py"
+TRANSFER_CONFIG = REPO / "configs" / "emojigram_transfer.py"
+
+
+class DemoError(RuntimeError):
+    """A demo stage that cannot run as configured."""
+
+
+def _stage(name: str, t0: float) -> None:
+    print(f"\n=== demo: {name}  (elapsed {(time.time() - t0) / 60:.1f} min)", flush=True)
+
+
+def _write_json_atomic(path: Path, obj: Any) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=1, sort_keys=False, default=str))
+    tmp.replace(path)
+
+
+def build_target(data: Any, tfds_dir: Path) -> tuple[str, int]:
+    """Builds (or finds) the held-out-artist target; returns (tfds name, num classes)."""
+    from weaksup.datasets import emojigram_target
+
+    train, val, test = data.target_per_class
+    builder = emojigram_target.build_target(
+        data_dir=tfds_dir,
+        heldout_artist=data.heldout_artist,
+        image_size=int(data.stored_size),
+        train_per_class=int(train),
+        validation_per_class=int(val),
+        test_per_class=int(test),
+        seed=int(data.seed),
+        max_classes=int(data.target_max_classes),
+    )
+    name = f"emojigram_target/{builder.builder_config.name}"
+    return name, int(builder.info.features["label"].num_classes)
+
+
+def corpus_dir_for(data: Any, data_root: Path) -> Path:
+    """The corpus directory named by the settings that determine its content."""
+    artists = str(data.artists).replace(",", "+")
+    return data_root / (
+        f"corpus-{artists}-{int(data.num_posts)}-s{int(data.seed)}-{int(data.stored_size)}px"
+        f"-dedup-{data.heldout_artist}"
+    )
+
+
+def build_corpus(data: Any, output: Path, target_name: str, tfds_dir: Path) -> dict[str, Any]:
+    """Builds the EmojiGram corpus (deduplicated against the target) unless it is complete."""
+    from weaksup.corpus import pipeline, shards
+    from weaksup.corpus.dedup import reference_hashes
+
+    if (output / shards.MANIFEST).exists():
+        print(f"corpus: {output} is complete; reusing it", flush=True)
+        return shards.Corpus(output).manifest
+    spec = f"tfds:{target_name}"
+    hashes = reference_hashes(spec, data_dir=str(tfds_dir))
+    print(f"corpus: {len(hashes)} reference pHashes from {spec}", flush=True)
+    config = pipeline.BuildConfig(
+        source="emojigram",
+        options={
+            "num_posts": int(data.num_posts),
+            "seed": int(data.seed),
+            "artists": str(data.artists),
+            "image_size": int(data.stored_size),
+        },
+        num_shards=int(data.num_shards),
+        dedup_hashes=hashes,
+        dedup_threshold=int(data.dedup_threshold),
+        dedup_specs=(spec,),
+    )
+    output.parent.mkdir(parents=True, exist_ok=True)
+    manifest = pipeline.build(config, str(output), runner="local", progress=True)
+    if manifest is None:
+        raise DemoError(f"corpus build into {output} returned no manifest")
+    return manifest
+
+
+def build_vocabulary(data: Any, corpus_dir: Path) -> Path:
+    """Builds the label space for the corpus unless it exists; returns its path."""
+    from weaksup.hashtags import vocabulary
+
+    mode = str(data.vocab_mode)
+    tag = {"topk": f"top{int(data.top_k)}", "min_count": f"min{int(data.min_count)}"}.get(mode, mode)
+    if mode in ("nouns", "raw", "imagenet1k"):
+        tag = f"{mode}-min{int(data.min_count)}"
+    if data.prefer_specific:
+        tag += "-specific"
+    path = corpus_dir / f"vocab-{tag}.json"
+    if path.exists():
+        print(f"vocabulary: {path} exists; reusing it", flush=True)
+        return path
+    kwargs: dict[str, Any] = {"mode": mode, "prefer_specific": bool(data.prefer_specific)}
+    if mode == "topk":
+        kwargs["top_k"] = int(data.top_k)
+    else:
+        kwargs["min_count"] = int(data.min_count)
+    vocab = vocabulary.build_from_corpus(str(corpus_dir), str(path), **kwargs)
+    print(f"vocabulary: {vocab.num_classes} labels; coverage {json.dumps(vocab.coverage)}", flush=True)
+    return path
+
+
+def transfer_config(config: Any, pretrain_dir: Path, target_name: str, tfds_dir: Path) -> Any:
+    """The evaluation config: the transfer config file with the demo's settings."""
+    from weaksup import config as config_lib
+
+    t = config.transfer
+    ecfg = config_lib.load_config(
+        f"{TRANSFER_CONFIG}:pretrained={pretrain_dir},dataset={target_name},data_dir={tfds_dir},"
+        f"size={int(config.input.image_size)},batch={int(t.batch_size)},ft_steps={int(t.finetune_steps)}",
+        lock=False,
+    )
+    ecfg.seed = int(config.seed)
+    ecfg.evals.linear.l2_grid = tuple(t.l2_grid)
+    ecfg.evals.fewshot.shots = tuple(t.shots)
+    ecfg.evals.fewshot.seeds = tuple(t.seeds)
+    ecfg.evals.finetune.base_lr = float(t.finetune_lr)
+    return ecfg
+
+
+def summarise(transfer: dict[str, dict[str, dict[str, float]]]) -> dict[str, float]:
+    """The headline numbers: test top-1 per protocol and init, and pretrained - random."""
+    out: dict[str, float] = {}
+    for protocol in ("linear", "finetune"):
+        for init in ("pretrained", "random"):
+            metrics = transfer.get(init, {}).get(protocol, {})
+            if "test_top1" in metrics:
+                out[f"{protocol}_top1_{init}"] = float(metrics["test_top1"])
+        if f"{protocol}_top1_pretrained" in out and f"{protocol}_top1_random" in out:
+            out[f"{protocol}_top1_gain"] = out[f"{protocol}_top1_pretrained"] - out[f"{protocol}_top1_random"]
+    return out
+
+
+def results_table(transfer: dict[str, dict[str, dict[str, float]]]) -> str:
+    """A plain-text table: one row per evaluator metric, one column per init."""
+    inits = list(transfer)
+    rows = []
+    for init in inits:
+        for ev, metrics in transfer[init].items():
+            for k in metrics:
+                if k != "seconds" and (ev, k) not in rows:
+                    rows.append((ev, k))
+    width = max([len(f"{e} {k}") for e, k in rows] + [10])
+    lines = [f"{'metric':<{width}}  " + "  ".join(f"{i:>10}" for i in inits)]
+    for ev, k in rows:
+        vals = []
+        for init in inits:
+            v = transfer[init].get(ev, {}).get(k)
+            vals.append(f"{v:>10.4f}" if isinstance(v, (int, float)) else f"{'-':>10}")
+        lines.append(f"{f'{ev} {k}':<{width}}  " + "  ".join(vals))
+    return "\n".join(lines)
+
+
+def run(config: Any, workdir: Path, data_root: Path, tfds_dir: Path) -> dict[str, Any]:
+    """Runs every stage; returns (and writes) the results document."""
+    from weaksup import train
+    from weaksup.corpus import shards
+    from weaksup.evaluators import cli as evaluate_cli
+    from weaksup.hashtags.vocabulary import Vocabulary
+
+    t0 = time.time()
+    stages: dict[str, float] = {}
+    workdir.mkdir(parents=True, exist_ok=True)
+    data = config.data
+
+    _stage("1/5 held-out-artist target", t0)
+    t = time.time()
+    target_name, target_classes = build_target(data, tfds_dir)
+    stages["target"] = time.time() - t
+    print(f"target: {target_name} with {target_classes} WordNet classes", flush=True)
+
+    _stage("2/5 EmojiGram corpus", t0)
+    t = time.time()
+    corpus_dir = corpus_dir_for(data, data_root)
+    manifest = build_corpus(data, corpus_dir, target_name, tfds_dir)
+    stages["corpus"] = time.time() - t
+
+    _stage("3/5 WordNet vocabulary", t0)
+    t = time.time()
+    vocab_path = build_vocabulary(data, corpus_dir)
+    vocab = Vocabulary.load(vocab_path)
+    stages["vocabulary"] = time.time() - t
+
+    _stage("4/5 pretraining", t0)
+    t = time.time()
+    config.corpus_dir = str(corpus_dir)
+    config.vocab_path = str(vocab_path)
+    pretrain_dir = workdir / "pretrain"
+    final = train.train_and_evaluate(config, pretrain_dir)
+    if final.get("stopped"):
+        raise DemoError(f"pretraining stopped early ({final['stopped']}); run the demo again to resume")
+    stages["pretrain"] = time.time() - t
+
+    _stage("5/5 transfer to the held-out artist", t0)
+    t = time.time()
+    transfer = evaluate_cli.evaluate(transfer_config(config, pretrain_dir, target_name, tfds_dir),
+                                     workdir / "transfer")
+    stages["transfer"] = time.time() - t
+
+    corpus = shards.Corpus(corpus_dir)
+    results = {
+        "summary": summarise(transfer),
+        "transfer": transfer,
+        "pretraining": {k: v for k, v in final.items()},
+        "data": {
+            "corpus_dir": str(corpus_dir),
+            "corpus_records": len(corpus),
+            "corpus_skipped": manifest.get("skipped", {}),
+            "vocab_path": str(vocab_path),
+            "vocab_mode": str(data.vocab_mode),
+            "vocab_classes": vocab.num_classes,
+            "vocab_coverage": vocab.coverage,
+            "target": target_name,
+            "target_classes": target_classes,
+        },
+        "stages": {k: round(v, 1) for k, v in stages.items()},
+        "minutes": round((time.time() - t0) / 60, 2),
+        "config": json.loads(config.to_json_best_effort()),
+    }
+    _write_json_atomic(workdir / "results.json", results)
+    print("\n" + results_table(transfer), flush=True)
+    print("\nsummary: " + json.dumps({k: round(v, 4) for k, v in results["summary"].items()}), flush=True)
+    print(f"demo: done in {results['minutes']:.1f} min; results in {workdir / 'results.json'}", flush=True)
+    return results
 
 
 def main(argv: list[str]) -> int:
-    print(
-        "weaksup demo: not implemented yet -- the end-to-end EmojiGram experiment lands "
-        "with the end-to-end issue. Nothing was run.",
-        file=sys.stderr,
-    )
-    return 1
+    """`python -m weaksup demo [--workdir DIR] [--config FILE[:ARGS]] [--config.key=value ...]`."""
+    from weaksup import config as config_lib
+    from weaksup import paths
+
+    ap = argparse.ArgumentParser(prog="python -m weaksup demo", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--workdir", default="runs/demo", help="run directory (default runs/demo)")
+    ap.add_argument("--config", default=str(DEFAULT_CONFIG), help="demo config file[:args]")
+    ap.add_argument("--data-root", default="runs/emojigram-data", help="shared corpora and vocabularies")
+    ap.add_argument("--tfds-dir", default=None, help="TFDS data_dir for the target (default: the project's)")
+    args, overrides = ap.parse_known_args(argv)
+    try:
+        config = config_lib.load_config(args.config, overrides)
+    except Exception as e:  # a wrong config value must name itself, not a traceback
+        print(f"demo: {type(e).__name__}: {e}", file=sys.stderr)
+        return 2
+    if "data" not in config or "transfer" not in config:
+        print(f"demo: {args.config} is not a demo config (it lacks `data` and `transfer`)", file=sys.stderr)
+        return 2
+    tfds_dir = Path(args.tfds_dir) if args.tfds_dir else paths.tfds_data_dir()
+    try:
+        run(config, Path(args.workdir).resolve(), Path(args.data_root).resolve(), tfds_dir)
+    except DemoError as e:
+        print(f"demo: {e}", file=sys.stderr)
+        return 1
+    return 0

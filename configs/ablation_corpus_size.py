@@ -1,0 +1,30 @@
+"""Ablation -- does transfer grow with pretraining data? Three corpus sizes.
+
+`size=small|medium|large` picks 12,500 / 33,000 / 100,000 posts (the demo is `large`);
+the number of pretraining images seen is the same (the demo's 180,000), so a smaller
+corpus is repeated more often -- as in the paper, which held the schedule and varied
+the number of distinct images.
+
+    python -m weaksup demo --config configs/ablation_corpus_size.py:size=small --workdir runs/ablation_size_small
+    python -m weaksup demo --config configs/ablation_corpus_size.py:size=medium --workdir runs/ablation_size_medium
+
+Measured numbers: README, "Ablations". `:runlocal` gives the tiny version used in tests.
+"""
+
+from pathlib import Path
+
+import ml_collections
+
+from weaksup.config import load_config, parse_arg
+
+_DEMO = Path(__file__).resolve().parent / "emojigram_demo.py"
+SIZES = {"small": 12_500, "medium": 33_000, "large": 100_000}
+
+
+def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+    """The demo config at the corpus size named by `size`."""
+    a = parse_arg(arg, size="small", runlocal=False)
+    if a.size not in SIZES:
+        raise ValueError(f"size must be one of {sorted(SIZES)}, got {a.size!r}")
+    posts = SIZES[a.size] // (50 if a.runlocal else 1)
+    return load_config(f"{_DEMO}:posts={posts}{',runlocal' if a.runlocal else ''}", lock=False)

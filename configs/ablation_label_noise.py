@@ -1,0 +1,23 @@
+"""Ablation -- label noise: half of the hashtags replaced by draws from the hashtag marginal (the paper's robustness experiment).
+
+Compared against no added noise (the demo); same model, schedule and transfer protocol.
+
+    python -m weaksup demo --config configs/ablation_label_noise.py --workdir runs/ablation_label_noise
+
+Shares the demo's corpus under runs/emojigram-data. Expected result and measured
+numbers: README, "Ablations". `:runlocal` gives the tiny version used in tests.
+"""
+
+from pathlib import Path
+
+import ml_collections
+
+from weaksup.config import load_config
+
+_DEMO = Path(__file__).resolve().parent / "emojigram_demo.py"
+
+
+def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+    """The demo config with noise=0.5; extra args (e.g. runlocal) pass through."""
+    extra = f",{arg}" if arg else ""
+    return load_config(f"{_DEMO}:noise=0.5{extra}", lock=False)

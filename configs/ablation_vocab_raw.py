@@ -1,0 +1,23 @@
+"""Ablation -- WordNet vocabulary vs raw-hashtag vocabulary: each normalised hashtag seen in >= 20 posts is its own class.
+
+Compared against nouns vocabulary (the demo); same model, schedule and transfer protocol.
+
+    python -m weaksup demo --config configs/ablation_vocab_raw.py --workdir runs/ablation_vocab_raw
+
+Shares the demo's corpus under runs/emojigram-data. Expected result and measured
+numbers: README, "Ablations". `:runlocal` gives the tiny version used in tests.
+"""
+
+from pathlib import Path
+
+import ml_collections
+
+from weaksup.config import load_config
+
+_DEMO = Path(__file__).resolve().parent / "emojigram_demo.py"
+
+
+def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+    """The demo config with vocab=raw; extra args (e.g. runlocal) pass through."""
+    extra = f",{arg}" if arg else ""
+    return load_config(f"{_DEMO}:vocab=raw{extra}", lock=False)
