@@ -29,7 +29,8 @@ same Beam pipeline there. Arguments after `--` go to Beam's PipelineOptions, e.g
 See weaksup/corpus/pipeline.py for the layout on a cluster.
 
 near-duplicate filter: --dedup-against tfds:NAME[:SPLIT+SPLIT] or a folder of images
-(repeatable); posts within --dedup-threshold bits (pHash) of any are skipped.
+(repeatable); posts within --dedup-threshold of 64 pHash bits of any, confirmed within
+--dedup-fine-threshold of 256 fine-hash bits, are skipped as near_duplicate.
 """
 
 
@@ -63,6 +64,8 @@ def _build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--dedup-against", action="append", default=[], metavar="SPEC",
                     help="evaluation images: tfds:NAME[:SPLIT+SPLIT] or a folder (repeatable)")
     ap.add_argument("--dedup-threshold", type=int, default=10, help="Hamming threshold (default 10 of 64 bits)")
+    ap.add_argument("--dedup-fine-threshold", type=int, default=56,
+                    help="confirming threshold on the 256-bit hash (default 56)")
     ap.add_argument("--dedup-image-key", default="image", help="TFDS image feature key (default image)")
     ap.add_argument("--dedup-data-dir", default=None, help="TFDS data_dir (default: the project's)")
     ap.add_argument("--overwrite", action="store_true", help="replace an existing complete corpus")
@@ -93,24 +96,25 @@ def build_main(argv: list[str]) -> int:
     if args.num_shards < 1:
         print("corpus build: --num-shards must be >= 1", file=sys.stderr)
         return 2
-    hashes = None
+    hashes = fine = None
     if args.dedup_against:
         from weaksup.corpus.dedup import reference_hashes
 
-        parts = []
+        parts, fine_parts = [], []
         for spec in args.dedup_against:
             try:
-                h = reference_hashes(spec, image_key=args.dedup_image_key, data_dir=args.dedup_data_dir)
+                h, f = reference_hashes(spec, image_key=args.dedup_image_key, data_dir=args.dedup_data_dir)
             except Exception as e:
                 print(f"corpus build: --dedup-against {spec}: {type(e).__name__}: {e}", file=sys.stderr)
                 return 2
-            print(f"dedup: {len(h)} reference hashes from {spec}", file=sys.stderr)
+            print(f"dedup: {len(h)} reference hashes (with crop variants) from {spec}", file=sys.stderr)
             parts.append(h)
-        hashes = np.concatenate(parts) if parts else None
+            fine_parts.append(f)
+        hashes, fine = np.concatenate(parts), np.concatenate(fine_parts)
     config = pipeline.BuildConfig(
         source=args.source, input=args.input, options=options, num_shards=args.num_shards,
-        max_pixels=args.max_pixels or DEFAULT_MAX_PIXELS, dedup_hashes=hashes,
-        dedup_threshold=args.dedup_threshold, dedup_specs=tuple(args.dedup_against))
+        max_pixels=args.max_pixels or DEFAULT_MAX_PIXELS, dedup_hashes=hashes, dedup_fine=fine,
+        dedup_threshold=args.dedup_threshold, dedup_fine_threshold=args.dedup_fine_threshold, dedup_specs=tuple(args.dedup_against))
     try:
         config.make_source()  # fail fast on a bad source, input or option
         manifest = pipeline.build(config, args.output, runner=args.runner, workers=args.workers,

@@ -1,8 +1,13 @@
 """Near-duplicate filter: training posts that copy an evaluation image are removed.
 
-Each image gets a 64-bit DCT perceptual hash (pHash): greyscale, 32x32, 2-D DCT, the
-8x8 lowest frequencies compared to their median. Resizing, re-encoding, light crops and
-recolouring move few bits; distinct images differ in about half of them.
+Each image gets two DCT perceptual hashes (pHash: greyscale, resize, 2-D DCT, the lowest
+frequencies compared to their median): a 64-bit one (32x32 -> 8x8) that finds candidates,
+and a 256-bit one (64x64 -> 16x16) that confirms them. Resizing, re-encoding, light crops
+and recolouring move few bits; distinct photos differ in about half. Homogeneous domains
+need the second hash: against the 33k-image EmojiGram target (532k reference hashes with
+crop variants), 47% of EmojiGram posts lie within 10 of 64 bits of some reference, while
+only 0.2% also lie within 56 of 256 fine bits (posts whose emoji silhouettes match a target
+image); edited copies (resize, JPEG, 0-6% crops, colour changes) stay at or below ~48.
 
 `HashIndex` finds whether a query lies within Hamming distance `threshold` of any of N
 reference hashes without comparing all pairs: multi-index hashing (Norouzi et al., 2012).
@@ -27,33 +32,57 @@ import numpy as np
 from PIL import Image
 
 DEFAULT_THRESHOLD = 10
+DEFAULT_FINE_THRESHOLD = 56
 _HASH_SIZE = 8
 _IMG_SIZE = 32
+_FINE_SIZE = 64
+_FINE_HASH = 16
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff")
 
 
-@lru_cache(maxsize=1)
-def _dct_matrix() -> np.ndarray:
-    n = _IMG_SIZE
-    k = np.arange(n)[:, None]
+@lru_cache(maxsize=4)
+def _dct_matrix(n: int, k: int) -> np.ndarray:
+    """The k lowest-frequency rows of the orthonormal n-point DCT-II."""
+    f = np.arange(n)[:, None]
     x = np.arange(n)[None, :]
-    m = np.cos(np.pi * (2 * x + 1) * k / (2 * n)) * np.sqrt(2.0 / n)
+    m = np.cos(np.pi * (2 * x + 1) * f / (2 * n)) * np.sqrt(2.0 / n)
     m[0] /= np.sqrt(2.0)
-    return m[:_HASH_SIZE].astype(np.float64)  # only the low-frequency rows are needed
+    return m[:k].astype(np.float64)
 
 
-def phash(image: Image.Image | bytes) -> int:
-    """64-bit DCT perceptual hash of an image (PIL image or encoded bytes)."""
+def _grey(image: Image.Image | bytes) -> Image.Image:
     if isinstance(image, (bytes, bytearray)):
         image = Image.open(io.BytesIO(image))
     if image.mode not in ("L", "RGB"):
         image = image.convert("RGB")
-    grey = image.convert("L").resize((_IMG_SIZE, _IMG_SIZE), Image.Resampling.LANCZOS)
-    a = np.asarray(grey, dtype=np.float64)
-    d = _dct_matrix()
-    low = (d @ a @ d.T).ravel()  # 8x8 lowest frequencies
-    bits = low > np.median(low)
-    return int(np.packbits(bits).view(">u8")[0])
+    return image.convert("L")
+
+
+def _low_frequencies(grey: Image.Image, n: int, k: int) -> np.ndarray:
+    a = np.asarray(grey.resize((n, n), Image.Resampling.LANCZOS), dtype=np.float64)
+    d = _dct_matrix(n, k)
+    return (d @ a @ d.T).ravel()
+
+
+def phash(image: Image.Image | bytes) -> int:
+    """64-bit DCT perceptual hash of an image (PIL image or encoded bytes)."""
+    low = _low_frequencies(_grey(image), _IMG_SIZE, _HASH_SIZE)
+    return int(np.packbits(low > np.median(low)).view(">u8")[0])
+
+
+def fine_hash(image: Image.Image | bytes) -> np.ndarray:
+    """256-bit DCT perceptual hash (16x16 lowest frequencies of 64x64) as 4 uint64 words."""
+    low = _low_frequencies(_grey(image), _FINE_SIZE, _FINE_HASH)
+    return np.packbits(low > np.median(low)).view(">u8").astype(np.uint64)
+
+
+def image_hashes(image: Image.Image | bytes) -> tuple[int, np.ndarray]:
+    """(64-bit pHash, 256-bit fine pHash) of one image, sharing its greyscale conversion."""
+    g = _grey(image)
+    low = _low_frequencies(g, _IMG_SIZE, _HASH_SIZE)
+    fine = _low_frequencies(g, _FINE_SIZE, _FINE_HASH)
+    return (int(np.packbits(low > np.median(low)).view(">u8")[0]),
+            np.packbits(fine > np.median(fine)).view(">u8").astype(np.uint64))
 
 
 def hamming(a: int, b: int) -> int:
@@ -66,11 +95,20 @@ def _popcount64(x: np.ndarray) -> np.ndarray:
 
 
 class HashIndex:
-    """Multi-index hashing over 64-bit hashes for Hamming-radius queries."""
+    """Multi-index hashing over 64-bit hashes for Hamming-radius queries.
+
+    With `fine` (one 4-word fine hash per reference) a candidate within `threshold` also
+    has to lie within `fine_threshold` of the query's fine hash to count as a match.
+    """
 
     def __init__(self, hashes: Iterable[int] | np.ndarray, threshold: int = DEFAULT_THRESHOLD,
-                 bands: int | None = None, exhaustive_below: int = 20_000):
-        self.hashes = np.unique(np.asarray(list(hashes) if not isinstance(hashes, np.ndarray) else hashes, dtype=np.uint64))
+                 bands: int | None = None, exhaustive_below: int = 20_000,
+                 fine: np.ndarray | None = None, fine_threshold: int = DEFAULT_FINE_THRESHOLD):
+        self.hashes = np.asarray(list(hashes) if not isinstance(hashes, np.ndarray) else hashes, dtype=np.uint64)
+        self.fine = None if fine is None else np.asarray(fine, dtype=np.uint64).reshape(-1, 4)
+        if self.fine is not None and len(self.fine) != len(self.hashes):
+            raise ValueError(f"{len(self.fine)} fine hashes for {len(self.hashes)} hashes")
+        self.fine_threshold = int(fine_threshold)
         self.threshold = int(threshold)
         # Below ~20k references one vectorised XOR+popcount over all of them beats probing
         # (benchmarks/corpus.py); the index takes over as the reference set grows.
@@ -114,21 +152,42 @@ class HashIndex:
                 masks.append(sum(1 << b for b in bits))
         return np.asarray(masks, dtype=np.uint64)
 
-    def min_distances(self, queries: Iterable[int] | np.ndarray) -> np.ndarray:
-        """Per query, the Hamming distance to the closest reference if <= threshold, else -1.
+    def _confirm(self, qi: np.ndarray, ri: np.ndarray, d: np.ndarray, qf: np.ndarray | None) -> np.ndarray:
+        """Coarse distances with pairs that fail the fine check set to 65."""
+        if self.fine is None:
+            return d
+        within = d <= self.threshold
+        if within.any():
+            fd = _popcount64(qf[qi[within]] ^ self.fine[ri[within]]).sum(axis=1)
+            d = d.copy()
+            d[np.flatnonzero(within)[fd > self.fine_threshold]] = 65
+        return d
 
-        Vectorised over queries: every band probe is a searchsorted into that band's
-        sorted table, and only the (query, candidate) pairs found are compared in full.
+    def min_distances(self, queries: Iterable[int] | np.ndarray, fine: np.ndarray | None = None) -> np.ndarray:
+        """Per query, the Hamming distance to the closest match if <= threshold, else -1.
+
+        `fine` (queries x 4 words) is required when the index holds fine hashes. Vectorised
+        over queries: each band probe is a table lookup, and only the (query, candidate)
+        pairs found are compared in full.
         """
         q = np.asarray(list(queries) if not isinstance(queries, np.ndarray) else queries, dtype=np.uint64)
+        qf = None
+        if self.fine is not None:
+            if fine is None:
+                raise ValueError("this index confirms matches with fine hashes: pass fine=")
+            qf = np.asarray(fine, dtype=np.uint64).reshape(-1, 4)
         if len(q) > 512:  # bounds the (query, candidate) pair arrays
-            return np.concatenate([self.min_distances(q[i:i + 512]) for i in range(0, len(q), 512)])
+            return np.concatenate([
+                self.min_distances(q[i:i + 512], None if qf is None else qf[i:i + 512])
+                for i in range(0, len(q), 512)])
         best = np.full(len(q), 65, dtype=np.int64)
         if not len(self.hashes) or not len(q):
             return np.where(best <= self.threshold, best, -1)
         if self.exhaustive:
+            every = np.arange(len(self.hashes))
             for i, h in enumerate(q):
-                best[i] = int(_popcount64(self.hashes ^ h).min())
+                d = self._confirm(np.full(len(every), i), every, _popcount64(self.hashes ^ h), qf)
+                best[i] = int(d.min())
             return np.where(best <= self.threshold, best, -1)
         for (lo, hi), (keys, order, starts), flips in zip(self._spans, self._tables, self._flips):
             probes = (self._band(q, lo, hi)[:, None] ^ flips[None, :]).ravel()
@@ -147,7 +206,7 @@ class HashIndex:
             # positions left[k] .. left[k] + counts[k] - 1 for every hit probe k
             offsets = np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
             ri = order[np.repeat(left, counts) + offsets]
-            d = _popcount64(q[qi] ^ self.hashes[ri])
+            d = self._confirm(qi, ri, _popcount64(q[qi] ^ self.hashes[ri]), qf)
             # qi is non-decreasing (probes are query-major): a segmented min, not ufunc.at
             first = np.flatnonzero(np.r_[True, qi[1:] != qi[:-1]])
             seg = np.minimum.reduceat(d, first)
@@ -155,13 +214,15 @@ class HashIndex:
             best[qi[first]] = seg
         return np.where(best <= self.threshold, best, -1)
 
-    def contains_near(self, h: int) -> bool:
-        """True when some reference lies within the threshold of `h`."""
-        return bool(self.min_distances(np.asarray([h], dtype=np.uint64))[0] >= 0)
+    def contains_near(self, h: int, fine: np.ndarray | None = None) -> bool:
+        """True when some reference matches `h` (and its fine hash, if the index has them)."""
+        return bool(self.min_distances(np.asarray([h], dtype=np.uint64),
+                                       None if fine is None else np.asarray(fine).reshape(1, 4))[0] >= 0)
 
-    def save(self, path: str | os.PathLike[str]) -> None:
-        """Stores the reference hashes (not the tables, which rebuild in milliseconds)."""
-        np.save(path, self.hashes)
+    def matches_image(self, image: Image.Image | bytes) -> bool:
+        """True when the image is a near-duplicate of some reference."""
+        h, f = image_hashes(image)
+        return self.contains_near(h, f if self.fine is not None else None)
 
 
 CROP_FRACTION = 0.06
@@ -184,14 +245,15 @@ def reference_variants(image: Image.Image) -> list[Image.Image]:
     ]
 
 
-def reference_hashes_of(image: Image.Image) -> list[int]:
-    """pHashes of an evaluation image and its light-crop variants."""
-    image = image.convert("RGB")
-    return [phash(v) for v in reference_variants(image)]
+def reference_hashes_of(image: Image.Image) -> tuple[np.ndarray, np.ndarray]:
+    """(pHashes (V,), fine hashes (V, 4)) of an evaluation image and its light-crop variants."""
+    pairs = [image_hashes(v) for v in reference_variants(image.convert("RGB"))]
+    return (np.asarray([h for h, _ in pairs], dtype=np.uint64),
+            np.stack([f for _, f in pairs]).astype(np.uint64))
 
 
-def hash_image_files(folder: str | os.PathLike[str]) -> Iterator[tuple[str, list[int]]]:
-    """(relative path, reference pHashes) for every decodable image file below `folder`."""
+def hash_image_files(folder: str | os.PathLike[str]) -> Iterator[tuple[str, tuple[np.ndarray, np.ndarray]]]:
+    """(relative path, reference hashes) for every decodable image file below `folder`."""
     folder = Path(folder)
     for p in sorted(folder.rglob("*")):
         if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES:
@@ -205,8 +267,8 @@ def hash_image_files(folder: str | os.PathLike[str]) -> Iterator[tuple[str, list
 
 
 def hash_tfds(name: str, splits: list[str] | None = None, image_key: str = "image",
-              data_dir: str | None = None) -> Iterator[tuple[str, list[int]]]:
-    """(split:index, reference pHashes) for every image of a TFDS dataset (tfds.data_source)."""
+              data_dir: str | None = None) -> Iterator[tuple[str, tuple[np.ndarray, np.ndarray]]]:
+    """(split:index, reference hashes) for every image of a TFDS dataset (tfds.data_source)."""
     import tensorflow_datasets as tfds
 
     from weaksup import paths
@@ -229,8 +291,8 @@ def hash_tfds(name: str, splits: list[str] | None = None, image_key: str = "imag
             yield f"{split}:{i}", reference_hashes_of(im)
 
 
-def reference_hashes(spec: str, image_key: str = "image", data_dir: str | None = None) -> np.ndarray:
-    """Reference pHashes (with crop variants) of the evaluation images named by `spec`.
+def reference_hashes(spec: str, image_key: str = "image", data_dir: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(pHashes (N,), fine hashes (N, 4)) of the evaluation images named by `spec`, crops included.
 
     `spec` is `tfds:NAME[:SPLIT+SPLIT...]` (all splits when none is named; `data_dir`
     defaults to the project's TFDS folder) or a folder of image files.
@@ -242,4 +304,10 @@ def reference_hashes(spec: str, image_key: str = "image", data_dir: str | None =
         if not Path(spec).is_dir():
             raise FileNotFoundError(f"--dedup-against {spec}: not a folder and not tfds:NAME")
         items = hash_image_files(spec)
-    return np.asarray([h for _, hs in items for h in hs], dtype=np.uint64)
+    coarse, fine = [], []
+    for _, (h, f) in items:
+        coarse.append(h)
+        fine.append(f)
+    if not coarse:
+        return np.zeros(0, np.uint64), np.zeros((0, 4), np.uint64)
+    return np.concatenate(coarse), np.concatenate(fine)

@@ -67,8 +67,10 @@ class BuildConfig:
     num_shards: int = 16
     max_pixels: int = DEFAULT_MAX_PIXELS
     min_side: int = DEFAULT_MIN_SIDE
-    dedup_hashes: np.ndarray | None = None  # reference pHashes (with crop variants)
+    dedup_hashes: np.ndarray | None = None  # reference 64-bit pHashes (with crop variants)
+    dedup_fine: np.ndarray | None = None  # their 256-bit fine hashes (N, 4), confirming matches
     dedup_threshold: int = 10
+    dedup_fine_threshold: int = 56
     dedup_specs: tuple[str, ...] = ()
 
     def make_source(self) -> Source:
@@ -107,7 +109,8 @@ class UnitProcessor:
         if config.dedup_hashes is not None and len(config.dedup_hashes):
             from weaksup.corpus.dedup import HashIndex
 
-            self.index = HashIndex(config.dedup_hashes, config.dedup_threshold)
+            self.index = HashIndex(config.dedup_hashes, config.dedup_threshold, fine=config.dedup_fine,
+                                   fine_threshold=config.dedup_fine_threshold)
 
     def __call__(self, unit_index: int, unit: str) -> Iterator[Keyed | Skip | Fix]:
         batch: list[tuple[int, Post, Any]] = []
@@ -149,9 +152,11 @@ class UnitProcessor:
             return
         dists = None
         if self.index is not None:
-            from weaksup.corpus.dedup import phash
+            from weaksup.corpus.dedup import image_hashes
 
-            dists = self.index.min_distances(np.asarray([phash(pil) for _, _, pil in batch], dtype=np.uint64))
+            hashes = [image_hashes(pil) for _, _, pil in batch]
+            dists = self.index.min_distances(np.asarray([h for h, _ in hashes], dtype=np.uint64),
+                                             np.stack([f for _, f in hashes]))
         for k, (pos, post, _) in enumerate(batch):
             if dists is not None and dists[k] >= 0:
                 yield Skip("near_duplicate", post.id, f"Hamming distance {int(dists[k])}")
@@ -253,7 +258,9 @@ def build_info(config: BuildConfig, runner: str, units: int) -> dict[str, Any]:
             "against": list(config.dedup_specs),
             "reference_hashes": 0 if config.dedup_hashes is None else int(len(config.dedup_hashes)),
             "threshold": config.dedup_threshold,
-            "hash": "pHash-64 (DCT 32x32 -> 8x8); references with 6% crop variants",
+            "fine_threshold": config.dedup_fine_threshold if config.dedup_fine is not None else None,
+            "hash": "pHash-64 (DCT 32x32 -> 8x8) candidates confirmed by pHash-256 (DCT 64x64 -> 16x16); "
+                    "references with 6% crop variants",
         },
     }
 
@@ -338,8 +345,10 @@ def run_local(config: BuildConfig, output: str, workers: int | None = None, prog
     spill = Path(output) / ".build"
     spill.mkdir(parents=True, exist_ok=True)
     workers = max(1, workers or os.cpu_count() or 1)
-    # fork shares the parent's imported modules and loaded assets; spawn elsewhere.
-    ctx = mp.get_context("fork" if sys.platform == "linux" else "spawn")
+    # fork shares the parent's imported modules; but forking a process in which JAX has
+    # started its threads can deadlock, so such callers (notebooks, tests) get spawn.
+    fork_ok = sys.platform == "linux" and "jax" not in sys.modules
+    ctx = mp.get_context("fork" if fork_ok else "spawn")
     skips: list[Skip] = []
     fixes: Counter = Counter()
     shard_units: dict[int, list[int]] = {}

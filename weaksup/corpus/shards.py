@@ -309,6 +309,8 @@ class Corpus:
         """A grain ArrayRecordDataSource over the shards, yielding record bytes."""
         import grain
 
+        if not self._len:
+            raise CorpusError(f"{self.path}: the corpus has no records")
         # Explicit [start:stop] ranges from the manifest spare opening every shard up front.
         return grain.sources.ArrayRecordDataSource(
             [f"{p}[0:{s.records}]" for p, s in zip(self.shard_paths, self.shards) if s.records]
