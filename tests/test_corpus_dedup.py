@@ -40,10 +40,8 @@ EDITS = {
 @pytest.fixture(scope="module")
 def references():
     ims = [picture(1000 + i, (128, 96)) for i in range(40)]
-    refs = [reference_hashes_of(im) for im in ims]
-    coarse = np.concatenate([c for c, _ in refs])
-    fine = np.concatenate([f for _, f in refs])
-    return ims, HashIndex(coarse, threshold=10, fine=fine), HashIndex(coarse, threshold=10)
+    refs = np.concatenate([reference_hashes_of(im) for im in ims])
+    return ims, HashIndex(refs, threshold=10), HashIndex(refs["phash"], threshold=10)
 
 
 @pytest.mark.parametrize("edit", sorted(EDITS))
@@ -127,7 +125,9 @@ def test_reference_folder(tmp_path):
     picture(2).save(tmp_path / "sub" / "b.png")
     (tmp_path / "notes.txt").write_text("x")
     (tmp_path / "broken.jpg").write_bytes(b"nope")
-    coarse, fine = reference_hashes(str(tmp_path))
-    assert len(coarse) == len(fine) == 2 * 16 and fine.shape == (32, 4)
+    refs = reference_hashes(str(tmp_path))
+    assert refs.shape == (2 * 16,) and refs["fine"].shape == (32, 4)
+    with Image.open(tmp_path / "a.jpg") as a:
+        assert (refs[:16] == reference_hashes_of(a)).all()  # files in sorted order
     with pytest.raises(FileNotFoundError, match="not a folder"):
         reference_hashes(str(tmp_path / "missing"))

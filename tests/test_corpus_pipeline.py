@@ -81,13 +81,12 @@ def test_near_duplicates_removed(tmp_path):
         pic.convert("RGB").save(img / f"t{i}.jpg", quality=80)
         rows.append(json.dumps({"id": f"t{i}", "image": f"img/t{i}.jpg", "tags": ["x"]}))
     (tmp_path / "m.jsonl").write_text("\n".join(rows))
-    coarse, fine = reference_hashes(str(evals))
-    config = pipeline.BuildConfig("jsonl", str(tmp_path / "m.jsonl"), num_shards=1, dedup_hashes=coarse,
-                                  dedup_fine=fine, dedup_specs=(str(evals),))
+    config = pipeline.BuildConfig("jsonl", str(tmp_path / "m.jsonl"), num_shards=1,
+                                  dedup_hashes=reference_hashes(str(evals)), dedup_specs=(str(evals),))
     m = pipeline.build(config, str(tmp_path / "out"), runner="local", workers=1, progress=False)
     assert m["skipped"] == {"near_duplicate": 3}
     assert sorted(p.id for p in Corpus(tmp_path / "out")) == ["t3", "t4", "t5"]
-    assert m["build"]["dedup"]["reference_hashes"] == 3 * 16
+    assert m["build"]["dedup"]["reference_hashes"] == 3 * 16 and m["build"]["dedup"]["fine_threshold"] == 56
 
 
 def test_rerun_rebuilds_incomplete_and_protects_complete(tmp_path, capsys):

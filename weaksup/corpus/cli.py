@@ -96,24 +96,23 @@ def build_main(argv: list[str]) -> int:
     if args.num_shards < 1:
         print("corpus build: --num-shards must be >= 1", file=sys.stderr)
         return 2
-    hashes = fine = None
+    hashes = None
     if args.dedup_against:
         from weaksup.corpus.dedup import reference_hashes
 
-        parts, fine_parts = [], []
+        parts = []
         for spec in args.dedup_against:
             try:
-                h, f = reference_hashes(spec, image_key=args.dedup_image_key, data_dir=args.dedup_data_dir)
+                h = reference_hashes(spec, image_key=args.dedup_image_key, data_dir=args.dedup_data_dir)
             except Exception as e:
                 print(f"corpus build: --dedup-against {spec}: {type(e).__name__}: {e}", file=sys.stderr)
                 return 2
             print(f"dedup: {len(h)} reference hashes (with crop variants) from {spec}", file=sys.stderr)
             parts.append(h)
-            fine_parts.append(f)
-        hashes, fine = np.concatenate(parts), np.concatenate(fine_parts)
+        hashes = np.concatenate(parts)
     config = pipeline.BuildConfig(
         source=args.source, input=args.input, options=options, num_shards=args.num_shards,
-        max_pixels=args.max_pixels or DEFAULT_MAX_PIXELS, dedup_hashes=hashes, dedup_fine=fine,
+        max_pixels=args.max_pixels or DEFAULT_MAX_PIXELS, dedup_hashes=hashes,
         dedup_threshold=args.dedup_threshold, dedup_fine_threshold=args.dedup_fine_threshold, dedup_specs=tuple(args.dedup_against))
     try:
         config.make_source()  # fail fast on a bad source, input or option

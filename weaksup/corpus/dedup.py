@@ -37,6 +37,8 @@ _HASH_SIZE = 8
 _IMG_SIZE = 32
 _FINE_SIZE = 64
 _FINE_HASH = 16
+# One reference: its 64-bit pHash and its 256-bit fine hash, so a single array carries both.
+REFERENCE_DTYPE = np.dtype([("phash", np.uint64), ("fine", np.uint64, (4,))])
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff")
 
 
@@ -99,11 +101,16 @@ class HashIndex:
 
     With `fine` (one 4-word fine hash per reference) a candidate within `threshold` also
     has to lie within `fine_threshold` of the query's fine hash to count as a match.
+    `hashes` may be a REFERENCE_DTYPE array, which carries both.
     """
 
     def __init__(self, hashes: Iterable[int] | np.ndarray, threshold: int = DEFAULT_THRESHOLD,
                  bands: int | None = None, exhaustive_below: int = 20_000,
                  fine: np.ndarray | None = None, fine_threshold: int = DEFAULT_FINE_THRESHOLD):
+        if isinstance(hashes, np.ndarray) and hashes.dtype.names:  # REFERENCE_DTYPE records
+            if fine is None:
+                fine = hashes["fine"]
+            hashes = hashes["phash"]
         self.hashes = np.asarray(list(hashes) if not isinstance(hashes, np.ndarray) else hashes, dtype=np.uint64)
         self.fine = None if fine is None else np.asarray(fine, dtype=np.uint64).reshape(-1, 4)
         if self.fine is not None and len(self.fine) != len(self.hashes):
@@ -245,14 +252,16 @@ def reference_variants(image: Image.Image) -> list[Image.Image]:
     ]
 
 
-def reference_hashes_of(image: Image.Image) -> tuple[np.ndarray, np.ndarray]:
-    """(pHashes (V,), fine hashes (V, 4)) of an evaluation image and its light-crop variants."""
+def reference_hashes_of(image: Image.Image) -> np.ndarray:
+    """REFERENCE_DTYPE hashes of an evaluation image and its 15 light-crop variants."""
     pairs = [image_hashes(v) for v in reference_variants(image.convert("RGB"))]
-    return (np.asarray([h for h, _ in pairs], dtype=np.uint64),
-            np.stack([f for _, f in pairs]).astype(np.uint64))
+    out = np.zeros(len(pairs), REFERENCE_DTYPE)
+    out["phash"] = [h for h, _ in pairs]
+    out["fine"] = np.stack([f for _, f in pairs])
+    return out
 
 
-def hash_image_files(folder: str | os.PathLike[str]) -> Iterator[tuple[str, tuple[np.ndarray, np.ndarray]]]:
+def hash_image_files(folder: str | os.PathLike[str]) -> Iterator[tuple[str, np.ndarray]]:
     """(relative path, reference hashes) for every decodable image file below `folder`."""
     folder = Path(folder)
     for p in sorted(folder.rglob("*")):
@@ -267,7 +276,7 @@ def hash_image_files(folder: str | os.PathLike[str]) -> Iterator[tuple[str, tupl
 
 
 def hash_tfds(name: str, splits: list[str] | None = None, image_key: str = "image",
-              data_dir: str | None = None) -> Iterator[tuple[str, tuple[np.ndarray, np.ndarray]]]:
+              data_dir: str | None = None) -> Iterator[tuple[str, np.ndarray]]:
     """(split:index, reference hashes) for every image of a TFDS dataset (tfds.data_source)."""
     import tensorflow_datasets as tfds
 
@@ -291,8 +300,8 @@ def hash_tfds(name: str, splits: list[str] | None = None, image_key: str = "imag
             yield f"{split}:{i}", reference_hashes_of(im)
 
 
-def reference_hashes(spec: str, image_key: str = "image", data_dir: str | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """(pHashes (N,), fine hashes (N, 4)) of the evaluation images named by `spec`, crops included.
+def reference_hashes(spec: str, image_key: str = "image", data_dir: str | None = None) -> np.ndarray:
+    """REFERENCE_DTYPE hashes of the evaluation images named by `spec`, crop variants included.
 
     `spec` is `tfds:NAME[:SPLIT+SPLIT...]` (all splits when none is named; `data_dir`
     defaults to the project's TFDS folder) or a folder of image files.
@@ -304,10 +313,5 @@ def reference_hashes(spec: str, image_key: str = "image", data_dir: str | None =
         if not Path(spec).is_dir():
             raise FileNotFoundError(f"--dedup-against {spec}: not a folder and not tfds:NAME")
         items = hash_image_files(spec)
-    coarse, fine = [], []
-    for _, (h, f) in items:
-        coarse.append(h)
-        fine.append(f)
-    if not coarse:
-        return np.zeros(0, np.uint64), np.zeros((0, 4), np.uint64)
-    return np.concatenate(coarse), np.concatenate(fine)
+    parts = [h for _, h in items]
+    return np.concatenate(parts) if parts else np.zeros(0, REFERENCE_DTYPE)

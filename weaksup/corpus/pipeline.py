@@ -67,8 +67,10 @@ class BuildConfig:
     num_shards: int = 16
     max_pixels: int = DEFAULT_MAX_PIXELS
     min_side: int = DEFAULT_MIN_SIDE
-    dedup_hashes: np.ndarray | None = None  # reference 64-bit pHashes (with crop variants)
-    dedup_fine: np.ndarray | None = None  # their 256-bit fine hashes (N, 4), confirming matches
+    # dedup.reference_hashes() output (REFERENCE_DTYPE: pHash + fine hash per reference),
+    # or plain 64-bit pHashes, optionally with their fine hashes (N, 4) in dedup_fine
+    dedup_hashes: np.ndarray | None = None
+    dedup_fine: np.ndarray | None = None
     dedup_threshold: int = 10
     dedup_fine_threshold: int = 56
     dedup_specs: tuple[str, ...] = ()
@@ -243,6 +245,11 @@ def skip_summary(skips: Sequence[Skip] | None = None, counts: dict[str, int] | N
     return counts, examples
 
 
+def _has_fine(config: BuildConfig) -> bool:
+    h = config.dedup_hashes
+    return config.dedup_fine is not None or (h is not None and bool(h.dtype.names))
+
+
 def build_info(config: BuildConfig, runner: str, units: int) -> dict[str, Any]:
     """The manifest's `build` section."""
     return {
@@ -258,7 +265,7 @@ def build_info(config: BuildConfig, runner: str, units: int) -> dict[str, Any]:
             "against": list(config.dedup_specs),
             "reference_hashes": 0 if config.dedup_hashes is None else int(len(config.dedup_hashes)),
             "threshold": config.dedup_threshold,
-            "fine_threshold": config.dedup_fine_threshold if config.dedup_fine is not None else None,
+            "fine_threshold": config.dedup_fine_threshold if _has_fine(config) else None,
             "hash": "pHash-64 (DCT 32x32 -> 8x8) candidates confirmed by pHash-256 (DCT 64x64 -> 16x16); "
                     "references with 6% crop variants",
         },
