@@ -255,7 +255,8 @@ def build_info(config: BuildConfig, runner: str, units: int) -> dict[str, Any]:
     return {
         "source": config.source,
         "input": config.input,
-        "options": {k: v for k, v in sorted(config.options.items())},
+        # JSON-safe whatever a Python caller passed (tuples, paths, ...)
+        "options": json.loads(json.dumps(dict(sorted(config.options.items())), default=str)),
         "runner": runner,
         "work_units": units,
         "num_shards": config.num_shards,
@@ -427,8 +428,10 @@ def run_beam(config: BuildConfig, output: str, runner: str = "DirectRunner",
     from apache_beam.pvalue import AsList
 
     units = config.make_source().work_units()
-    local = runner == "DirectRunner"
-    show = progress and local
+    # One bar per process would each claim the whole total: only the in-process
+    # DirectRunner shows one.
+    multi = any("multi_processing" in a for a in pipeline_args)
+    show = progress and runner == "DirectRunner" and not multi
 
     class ReadUnit(beam.DoFn):
         def __init__(self, config: BuildConfig, total: int, show: bool):

@@ -74,8 +74,17 @@ class InstaloaderSource:
                 found.append(Path(dirpath))
         return found
 
+    def _stems(self, folder: Path) -> dict[str, dict]:
+        # A worker reads consecutive units of one folder: scan it once, not once per unit.
+        cached = getattr(self, "_stem_cache", None)
+        if cached is not None and cached[0] == folder:
+            return cached[1]
+        posts = self._scan(folder)
+        self._stem_cache = (folder, posts)
+        return posts
+
     @staticmethod
-    def _stems(folder: Path) -> dict[str, dict]:
+    def _scan(folder: Path) -> dict[str, dict]:
         posts: dict[str, dict] = {}
         for entry in sorted(os.scandir(folder), key=lambda e: e.name):
             if not entry.is_file(follow_symlinks=False):
