@@ -1,6 +1,7 @@
 """`python -m weaksup evaluate`: end to end from an Orbax pretraining checkpoint, and bad input."""
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -62,15 +63,16 @@ def test_checkpoint_of_another_architecture(tmp_path, pretrained, capsys):
     assert "holds a resnet_tiny" in err and "resnext_tiny" in err and str(pretrained) in err
 
 
-def test_corrupt_checkpoint(tmp_path, capsys):
-    run = write_pretraining_checkpoint(tmp_path / "run", "resnet_tiny", step=2)
-    state = run / "checkpoints" / "2" / "state"
+def test_corrupt_checkpoint(tmp_path, pretrained, capsys):
+    run = tmp_path / "run"
+    shutil.copytree(pretrained, run)
+    state = run / "checkpoints" / "5" / "state"
     for f in state.rglob("*"):
         if f.is_file():
             f.write_bytes(b"\0garbage")
     assert cli.main(_argv(tmp_path / "e", run)) == 1
     err = capsys.readouterr().err
-    assert "evaluate: error:" in err and str(run / "checkpoints" / "2") in err
+    assert "evaluate: error:" in err and str(run / "checkpoints" / "5") in err
     assert not (tmp_path / "e" / "results.json").exists()
 
 

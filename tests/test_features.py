@@ -105,3 +105,25 @@ def test_target_carves_validation_and_reports_bad_names(data_dir, model_and_vars
         Target(dataset=tiny_tfds.NAME, data_dir=str(data_dir), label_key="fine_label").check()
     with pytest.raises(EvalDataError, match="validation"):
         Target(dataset=tiny_tfds.NAME, data_dir=str(data_dir), val_split="validation").check()
+
+
+def test_evaluators_run_the_way_the_trainer_calls_them(data_dir, model_and_vars, tmp_path):
+    """Periodic evaluation during pretraining: factory(model, mesh, vocab, config, **options).run(variables)."""
+    from weaksup import config as config_lib
+    from weaksup.evaluators import get_evaluator
+
+    model, variables = model_and_vars
+    mesh = sharding.make_mesh({"data": -1})
+    config = config_lib.load_config("configs/tiny.py:runlocal", ["--config.input.image_size=16"])
+    opts = dict(dataset=tiny_tfds.NAME, data_dir=str(data_dir), batch_size=8, val_fraction=0.25,
+                cache_dir=str(tmp_path))
+    probe = get_evaluator("linear_probe")(model=model, mesh=mesh, vocab=None, config=config, l2_grid=(1e-3,), **opts)
+    assert probe.target.image_size == 16
+    out = probe.run(variables)
+    assert set(out) == {"l2", "val_top1", "val_top5", "test_top1", "test_top5", "lbfgs_iterations"}
+    ridge = get_evaluator("fewshot_ridge")(model=model, mesh=mesh, vocab=None, config=config, shots=(1,), seeds=(0,),
+                                           **opts)
+    assert set(ridge.run(variables)) == {"1shot_top1", "1shot_top1_std", "1shot_l2"}
+    assert list(tmp_path.iterdir()) == []  # weights change during training: no step, no cache
+    with pytest.raises(ValueError, match="unknown options"):
+        get_evaluator("linear_probe")(model=model, mesh=mesh, l2_grdi=(1e-3,), **opts)

@@ -27,7 +27,9 @@ def test_transfer_keeps_trunk_and_replaces_head():
         np.testing.assert_array_equal(a, b)
     for a, b in zip(jax.tree.leaves(tv["batch_stats"]), jax.tree.leaves(variables["batch_stats"]["trunk"])):
         np.testing.assert_array_equal(a, b)
-    other, other_vars = _variables("resnext_tiny")
+    other = models.get_model("resnext_tiny", 7)
+    other_vars = jax.eval_shape(lambda: other.init(jax.random.key(0), jnp.zeros((1, IMAGE_SIZE, IMAGE_SIZE, 3)),
+                                                   train=False))
     with pytest.raises(FinetuneError, match="pretrained trunk parameters do not fit"):
         transfer_variables(model, other_vars, 3, jax.random.PRNGKey(1), IMAGE_SIZE)
 
@@ -47,6 +49,4 @@ def test_finetune_learns_target_and_resumes_from_its_checkpoint(tmp_path):
     # A second run finds the finished checkpoint: no training, same weights, same numbers.
     again = get_evaluator("finetune")(model=model, mesh=mesh, workdir=tmp_path / "ft", **opts).run(variables)
     assert again["test_top1"] == out["test_top1"]
-    # The head matters: with the learning rate at zero the fresh head stays untrained.
-    frozen = get_evaluator("finetune")(model=model, mesh=mesh, **{**opts, "base_lr": 0.0}).run(variables)
-    assert frozen["test_top1"] < out["test_top1"]
+    assert "train_loss" not in again  # nothing was trained the second time

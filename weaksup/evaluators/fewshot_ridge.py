@@ -133,7 +133,9 @@ class Evaluator:
         from weaksup.evaluators.target import target_features
 
         num_classes = self.target.num_classes()
-        data = target_features(self.target, self.model, variables, self.mesh, cache_dir=self.cache_dir,
+        # Without a step the weights are mid-training: caching them would only go stale.
+        cache_dir = self.cache_dir if step is not None else None
+        data = target_features(self.target, self.model, variables, self.mesh, cache_dir=cache_dir,
                                checkpoint_id=self.checkpoint_id, step=step)
         return fewshot_ridge(data["train"], data["val"], data.get("test"), num_classes, self.shots,
                              self.seeds, self.l2_grid)

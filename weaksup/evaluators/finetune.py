@@ -31,7 +31,7 @@ class FinetuneError(ValueError):
 
 def _shapes(tree: Any) -> list[tuple[str, tuple[int, ...]]]:
     leaves, _ = jax.tree_util.tree_flatten_with_path(tree)
-    return [(jax.tree_util.keystr(path), tuple(np.shape(x))) for path, x in leaves]
+    return [(jax.tree_util.keystr(path), tuple(x.shape)) for path, x in leaves]
 
 
 def _check_trunk(fresh: Any, given: Any, what: str) -> None:
