@@ -15,6 +15,13 @@ Config fields:
   dataset: name, data_dir, image_key, label_key, train_split, val_split, test_split,
            val_fraction, image_size (0 -> the pretraining image size), batch_size
   evals: {name: {type: linear_probe | fewshot_ridge | finetune, ...options}}
+
+The same evaluators run periodically during pretraining from the training config, e.g.
+
+    c.evals.probe = dict(type="linear_probe", every_steps=100, dataset="emojigram_target/emojione_32",
+                         data_dir=DIR, val_split="validation", batch_size=64, l2_grid=(1e-3, 1e-4))
+
+(the trainer builds them with its model, mesh and config; features are not cached then).
 """
 
 from __future__ import annotations
