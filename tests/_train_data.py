@@ -10,28 +10,19 @@ IMAGE_SIZE = 32
 
 
 def tiny_inputs(root: Path) -> tuple[Path, Path]:
-    """(corpus_dir, vocab_path) under `root`, built with the real writer and vocab builder."""
+    """(corpus_dir, vocab_path) under `root`: the corpus build (local runner) and vocab builder."""
     root.mkdir(parents=True, exist_ok=True)
     corpus_dir, vocab_path = root / "corpus", root / "vocab.json"
     with open(root / ".lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if vocab_path.is_file():
             return corpus_dir, vocab_path
-        from collections import Counter
-
-        from weaksup.corpus.emojigram.source import EmojiGramSource
-        from weaksup.corpus.record import encode_post
-        from weaksup.corpus.shards import shard_name, write_manifest, write_shard
+        from weaksup.corpus.pipeline import BuildConfig, build
         from weaksup.hashtags.vocabulary import build_from_corpus
 
-        source = EmojiGramSource(num_posts=NUM_POSTS, seed=0, image_size=IMAGE_SIZE)
-        posts = [source.post(i) for i in range(NUM_POSTS)]
-        counts = Counter(t for p in posts for t in p.hashtags)
-        corpus_dir.mkdir(parents=True, exist_ok=True)
-        shards = [
-            write_shard(corpus_dir / shard_name(k, 2), (encode_post(p) for p in posts[k::2])) for k in range(2)
-        ]
-        write_manifest(corpus_dir, shards, hashtag_counts=dict(counts))
+        options = {"num_posts": NUM_POSTS, "seed": 0, "image_size": IMAGE_SIZE, "unit_size": NUM_POSTS // 2}
+        build(BuildConfig(source="emojigram", options=options, num_shards=2), str(corpus_dir),
+              runner="local", workers=2, progress=False)
         build_from_corpus(corpus_dir, vocab_path, mode="topk", top_k=40)
         return corpus_dir, vocab_path
 

@@ -146,9 +146,24 @@ class Checkpointer:
         if data_iterator is not None:
             import grain.checkpoint
 
+            self._check_data_processes(step)
             items[DATA] = grain.checkpoint.CheckpointRestore(data_iterator)
         restored = self._restore(step, items)
         return restored[STATE]
+
+    def _check_data_processes(self, step: int) -> None:
+        """The data state is one file per process: a run on another process count cannot use it."""
+        data_dir = self._step_dir(step) / DATA
+        pi, pc = jax.process_index(), jax.process_count()
+        if not data_dir.is_dir() or (data_dir / f"process_{pi}-of-{pc}.json").is_file():
+            return  # a missing item is reported by _restore
+        saved = sorted(p.name for p in data_dir.glob("process_*-of-*.json"))
+        counts = sorted({name.rsplit("-of-", 1)[1].removesuffix(".json") for name in saved})
+        raise CheckpointError(
+            f"checkpoint {self._step_dir(step)}: the data-iterator state was saved by {'/'.join(counts) or 'no'} "
+            f"process(es), this run has {pc}; resume with the same number of processes (the train state "
+            "itself restores onto any device count)"
+        )
 
     def restore_params(self, step: int, abstract_variables: Any) -> Any:
         """Restores only {params, batch_stats} (no optimiser state) onto the given shardings."""

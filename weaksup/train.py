@@ -36,7 +36,11 @@ from weaksup import config as config_lib
 from weaksup import distributed, losses, metrics, sharding
 from weaksup.config import ConfigError
 
-# Exit status of a run stopped by SIGTERM/SIGINT after saving: "temporary failure, resume".
+# Exit statuses of `python -m weaksup train`: a configuration, input or checkpoint problem
+# found before training (fix the command); a run that failed while training (non-finite
+# loss); a run stopped by SIGTERM/SIGINT after saving ("temporary failure, resume").
+EXIT_CONFIG = 2
+EXIT_FAILED = 1
 EXIT_PREEMPTED = 75
 
 State = dict[str, Any]
@@ -243,11 +247,16 @@ class HoldoutSet:
     labels: np.ndarray  # int32 (N_local, L), -1 padded; padding rows all -1
     mask: np.ndarray  # bool (N_local,)
     records: int  # held-out records over all processes
+    record_ids: np.ndarray  # int64 (N_local,) corpus index of each row; -1 for padding
 
 
 def load_holdout(corpus_dir: str, vocab: Any, num_records: int, image_size: int, max_labels: int,
                  local_batch: int) -> HoldoutSet:
-    """The last `num_records` labelled-or-not records of the corpus, split over processes."""
+    """The last `num_records` records of the corpus (labelled or not), split over processes.
+
+    These are exactly the records the pretraining iterator's `holdout_records` keeps out of
+    sampling. An unreadable record is left out of the metric, never fatal.
+    """
     from weaksup import augment
     from weaksup.corpus.record import RecordError, decode_post
     from weaksup.corpus.shards import Corpus
@@ -256,7 +265,7 @@ def load_holdout(corpus_dir: str, vocab: Any, num_records: int, image_size: int,
     n = min(int(num_records), len(corpus))
     first = len(corpus) - n
     source = corpus.data_source()
-    images, labels = [], []
+    images, labels, ids = [], [], []
     for i in range(first, len(corpus)):
         try:
             post = decode_post(source[i])
@@ -268,14 +277,21 @@ def load_holdout(corpus_dir: str, vocab: Any, num_records: int, image_size: int,
         lab[: len(ids)] = ids
         images.append(img)
         labels.append(lab)
+        ids.append(i)
+    if not images:
+        empty = np.zeros((0,), np.int64)
+        return HoldoutSet(np.zeros((0, image_size, image_size, 3), np.uint8), np.zeros((0, max_labels), np.int32),
+                          np.zeros((0,), bool), 0, empty)
     pc, pi = jax.process_count(), jax.process_index()
     per_process = -(-len(images) // (pc * local_batch)) * local_batch
     pad = per_process * pc - len(images)
     images += [np.zeros((image_size, image_size, 3), np.uint8)] * pad
     labels += [np.full(max_labels, -1, np.int32)] * pad
+    ids += [-1] * pad
     mask = np.arange(per_process * pc) < (per_process * pc - pad)
     sl = slice(pi * per_process, (pi + 1) * per_process)
-    return HoldoutSet(np.stack(images)[sl], np.stack(labels)[sl], mask[sl], len(images) - pad)
+    return HoldoutSet(np.stack(images)[sl], np.stack(labels)[sl], mask[sl], len(images) - pad,
+                      np.asarray(ids, np.int64)[sl])
 
 
 def holdout_map(predict: Callable, variables: Any, holdout: HoldoutSet, mesh: Any, local_batch: int,
@@ -366,7 +382,24 @@ def _check_inputs(config: Any) -> Any:
         raise ConfigError(str(e)) from None
     if config.model.name not in models.list_models():
         raise ConfigError(f"unknown model {config.model.name!r}; known: {', '.join(models.list_models())}")
+    holdout = int(config.get("holdout_records", 0) or 0)
+    if holdout < 0:
+        raise ConfigError(f"holdout_records must be >= 0, got {holdout}")
     return vocab
+
+
+def _make_train_iterator(config: Any) -> Any:
+    """The pretraining iterator; its input errors become ConfigErrors naming the file or key."""
+    from weaksup import input_pipeline
+    from weaksup.corpus.shards import CorpusError
+    from weaksup.hashtags.vocabulary import VocabularyError
+
+    try:
+        return input_pipeline.make_pretrain_iterator_from_config(config)
+    except (CorpusError, VocabularyError) as e:
+        raise ConfigError(str(e)) from None
+    except ValueError as e:  # holdout_records out of range, bad label_noise, batch vs processes
+        raise ConfigError(f"input settings (corpus {config.corpus_dir}): {e}") from None
 
 
 def _check_resume_vocab(ckpt: Any, step: int, vocab: Any) -> None:
@@ -387,20 +420,25 @@ def train_and_evaluate(config: Any, workdir: str | os.PathLike) -> dict[str, Any
     name of the signal that stopped the run early after saving).
     """
     from weaksup import checkpoint as ckpt_lib
-    from weaksup import input_pipeline, models
+    from weaksup import models
     from weaksup import optimizer as optim_lib
 
     workdir = Path(workdir).resolve()
 
     # --- Set-up and checks: every configuration error surfaces before compilation. ----
     vocab = _check_inputs(config)
-    mesh = sharding.make_mesh(config.mesh)
     gbs = int(config.input.global_batch_size)
-    local_batch = sharding.check_batch_layout(gbs, mesh)
+    try:
+        mesh = sharding.make_mesh(config.mesh)
+        local_batch = sharding.check_batch_layout(gbs, mesh)
+    except sharding.ShardingError as e:
+        raise ConfigError(f"config.mesh / input.global_batch_size: {e}") from None
     accum = int(config.optim.get("grad_accum_steps", 1) or 1)
     n_dev = mesh.devices.size
     if gbs % (n_dev * accum):
         raise ConfigError(f"global batch {gbs} is not divisible by {n_dev} devices x {accum} accumulation steps")
+    model = models.get_model(config.model.name, vocab.num_classes, **dict(config.model.get("overrides", {}) or {}))
+    evaluators = _make_evaluators(config, model, mesh, vocab, workdir)
     ckpt_cfg = config.get("checkpoint", {})
     checkpointer = ckpt_lib.Checkpointer(
         ckpt_lib.checkpoint_dir(workdir),
@@ -419,7 +457,7 @@ def train_and_evaluate(config: Any, workdir: str | os.PathLike) -> dict[str, Any
     writer = metrics.MetricWriter(workdir)
 
     # --- Data: this process's share of every global batch. ---------------------------
-    train_iter = input_pipeline.make_pretrain_iterator_from_config(config)
+    train_iter = _make_train_iterator(config)
     data_stats = train_iter.stats()
     num_examples = int(data_stats["epoch_size"])
     total = config_lib.total_steps(config, num_examples)
@@ -429,8 +467,7 @@ def train_and_evaluate(config: Any, workdir: str | os.PathLike) -> dict[str, Any
         holdout = load_holdout(config.corpus_dir, vocab, config.holdout_records, config.input.image_size,
                                config.input.get("max_labels", 8), local_batch)
 
-    # --- Model and optimiser. ---------------------------------------------------------
-    model = models.get_model(config.model.name, vocab.num_classes, **dict(config.model.get("overrides", {}) or {}))
+    # --- Optimiser and loss. ----------------------------------------------------------
     tx, lr_fn = optim_lib.optimizer_from_config(config.optim, gbs, total, warmup)
     loss_fn = losses.make_loss_fn(config.loss, config.optim.get("label_smoothing", 0.0))
 
@@ -450,7 +487,6 @@ def train_and_evaluate(config: Any, workdir: str | os.PathLike) -> dict[str, Any
     train_step = make_train_step(model, tx, loss_fn, mesh, state_shardings, grad_accum_steps=accum,
                                  learning_rate_fn=lr_fn)
     predict = make_predict_fn(model, mesh, var_shardings)
-    evaluators = _make_evaluators(config, model, mesh, vocab)
 
     # --- Loop. ------------------------------------------------------------------------
     step = int(jax.device_get(state["step"]))
@@ -475,8 +511,10 @@ def train_and_evaluate(config: Any, workdir: str | os.PathLike) -> dict[str, Any
                           metrics=extra_metrics)
 
     def check_finite(step_m: int, m: Any) -> bool:
-        loss = float(jax.device_get(m["loss"]))
-        return math.isfinite(loss)
+        # The loss judges the parameters the step started from; the parameter norm judges
+        # the ones it produced, so a checkpoint is never taken of an overflowed state.
+        loss, norm = jax.device_get((m["loss"], m["param_norm"]))
+        return math.isfinite(float(loss)) and math.isfinite(float(norm))
 
     with StopRequest() as stop:
         while step < total:
@@ -495,14 +533,15 @@ def train_and_evaluate(config: Any, workdir: str | os.PathLike) -> dict[str, Any
                 bad = pending[0]
                 if nan_policy != "rollback" or rollbacks >= max_rollbacks:
                     checkpointer.wait()
-                    raise TrainingError(f"non-finite loss at step {bad}; stopping (nan_policy={nan_policy}, "
-                                        f"rollbacks so far {rollbacks})")
+                    raise TrainingError(f"non-finite loss or parameters at step {bad}; stopping "
+                                        f"(nan_policy={nan_policy}, rollbacks so far {rollbacks})")
                 checkpointer.wait()
                 back = checkpointer.latest_step()
                 if back is None:
-                    raise TrainingError(f"non-finite loss at step {bad} and no checkpoint to roll back to")
+                    raise TrainingError(f"non-finite loss or parameters at step {bad} and no checkpoint to roll back to")
                 rollbacks += 1
-                writer.write_text(f"non-finite loss at step {bad}: rolling back to step {back} ({rollbacks}/{max_rollbacks})")
+                writer.write_text(f"non-finite loss or parameters at step {bad}: rolling back to step {back} "
+                                  f"({rollbacks}/{max_rollbacks})")
                 state = checkpointer.restore_state(back, target, data_iterator=train_iter)
                 step, pending = back, None
                 skip_steps.add(bad)
@@ -513,7 +552,7 @@ def train_and_evaluate(config: Any, workdir: str | os.PathLike) -> dict[str, Any
                 progress.start(step)  # throughput excludes compilation
             if step % log_every == 0 or step == total:
                 scalars = dict(jax.device_get(m))
-                if not math.isfinite(float(scalars["loss"])):
+                if not (math.isfinite(float(scalars["loss"])) and math.isfinite(float(scalars["param_norm"]))):
                     continue  # handled by the check above on the next iteration
                 scalars.update(progress.report(step))
                 scalars.update({f"data/{k}": v for k, v in train_iter.stats().items()
@@ -531,7 +570,7 @@ def train_and_evaluate(config: Any, workdir: str | os.PathLike) -> dict[str, Any
             for name, (every, ev) in evaluators.items():
                 if step % every == 0 or step == total:
                     variables = {"params": state["params"], "batch_stats": state["batch_stats"]}
-                    eval_scalars.update({f"{name}/{k}": v for k, v in ev.run(variables).items()})
+                    eval_scalars.update({f"{name}/{k}": float(v) for k, v in ev.run(variables, step=step).items()})
             if eval_scalars:
                 writer.write_scalars(step, eval_scalars)
                 last.update({k: float(v) for k, v in eval_scalars.items()})
@@ -552,7 +591,8 @@ def train_and_evaluate(config: Any, workdir: str | os.PathLike) -> dict[str, Any
                 break
     if pending is not None and not check_finite(*pending):
         checkpointer.close()
-        raise TrainingError(f"non-finite loss at step {pending[0]}; stopping")
+        raise TrainingError(f"non-finite loss or parameters at step {pending[0]}; stopping "
+                            f"(nan_policy={nan_policy}, rollbacks so far {rollbacks})")
     if step == total and checkpointer.latest_step() != step:
         save(step, last)
     checkpointer.close()
@@ -560,12 +600,15 @@ def train_and_evaluate(config: Any, workdir: str | os.PathLike) -> dict[str, Any
     return {**last, "step": step, "stopped": stopped}
 
 
-def _make_evaluators(config: Any, model: Any, mesh: Any, vocab: Any) -> dict[str, tuple[int, Any]]:
-    """Periodic evaluators from `config.evals` = {name: {type, every_steps, ...}}.
+def _make_evaluators(config: Any, model: Any, mesh: Any, vocab: Any, workdir: Path) -> dict[str, tuple[int, Any]]:
+    """Periodic evaluators from `config.evals` = {name: {type, every_steps, ...options}}.
 
-    `weaksup.evaluators.get_evaluator(type)` returns a factory called as
-    `factory(model=..., mesh=..., vocab=..., config=..., **options)`; the object's
-    `run(variables) -> dict[str, float]` is called every `every_steps` steps.
+    Built as the evaluators' own command line builds them:
+    `get_evaluator(type)(model=, mesh=, vocab=, config=, cache_dir=, checkpoint_id=, **options)`
+    and run as `run(variables, step=step) -> dict[str, float]` every `every_steps` steps
+    and at the end. `cache_dir` defaults to none (each step has new weights, so frozen
+    features are not worth keeping); `checkpoint_id` is the workdir. Options are checked
+    and the target's splits opened here, so a bad evaluator fails before any compilation.
     """
     evals = config.get("evals", None) or {}
     if not evals:
@@ -575,11 +618,22 @@ def _make_evaluators(config: Any, model: Any, mesh: Any, vocab: Any) -> dict[str
     out = {}
     for name, cfg in evals.items():
         cfg = dict(cfg)
-        kind = cfg.pop("type")
+        kind = cfg.pop("type", None)
+        if not kind:
+            raise ConfigError(f"evals.{name}: no `type` (e.g. linear_probe, fewshot_ridge)")
         every = int(cfg.pop("every_steps", 0) or 0)
         if every <= 0:
             continue
-        out[name] = (every, get_evaluator(kind)(model=model, mesh=mesh, vocab=vocab, config=config, **cfg))
+        cfg.setdefault("cache_dir", None)
+        cfg.setdefault("checkpoint_id", str(workdir))
+        try:
+            ev = get_evaluator(kind)(model=model, mesh=mesh, vocab=vocab, config=config, **cfg)
+            target = getattr(ev, "target", None)
+            if target is not None and hasattr(target, "check"):
+                target.check()
+        except (ValueError, TypeError) as e:  # unknown type or options, missing dataset/split/key
+            raise ConfigError(f"evals.{name} ({kind}): {e}") from None
+        out[name] = (every, ev)
     return out
 
 
@@ -589,7 +643,12 @@ def _make_evaluators(config: Any, model: Any, mesh: Any, vocab: Any) -> dict[str
 
 
 def main(argv: list[str]) -> int:
-    """`python -m weaksup train --config FILE.py[:arg] --workdir DIR [--config.key=value ...]`."""
+    """`python -m weaksup train --config FILE.py[:arg] --workdir DIR [--config.key=value ...]`.
+
+    Exit status: 0 done; 2 a configuration/input/checkpoint problem (one line on stderr
+    naming the file or key); 1 training failed (non-finite loss); 75 stopped by a signal
+    after saving (run the same command again to resume).
+    """
     parser = argparse.ArgumentParser(prog="python -m weaksup train", description=__doc__.split("\n\n")[0])
     parser.add_argument("--config", required=True, help="configs/NAME.py[:key=value,...]")
     parser.add_argument("--workdir", required=True, help="run directory: checkpoints, metrics, config.json")
@@ -598,20 +657,20 @@ def main(argv: list[str]) -> int:
     bad = [a for a in rest if not a.startswith("--config.")]
     if bad:
         parser.error(f"unrecognised arguments: {' '.join(bad)}")
+    from weaksup.checkpoint import CheckpointError
+    from weaksup.corpus.shards import CorpusError
+    from weaksup.hashtags.vocabulary import VocabularyError
+
     try:
         config = config_lib.load_config(args.config, rest)
         distributed.initialize(distributed.from_namespace(args))
         result = train_and_evaluate(config, args.workdir)
-    except (ConfigError, TrainingError, sharding.ShardingError) as e:
+    except (ConfigError, CheckpointError, VocabularyError, CorpusError, sharding.ShardingError) as e:
         print(f"train: error: {e}", file=sys.stderr)
-        return 1
-    except Exception as e:
-        from weaksup.checkpoint import CheckpointError
-
-        if isinstance(e, CheckpointError):
-            print(f"train: error: {e}", file=sys.stderr)
-            return 1
-        raise
+        return EXIT_CONFIG
+    except TrainingError as e:
+        print(f"train: error: {e}", file=sys.stderr)
+        return EXIT_FAILED
     if result.get("stopped"):
         return EXIT_PREEMPTED
     return 0
