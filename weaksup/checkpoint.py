@@ -19,6 +19,7 @@ import datetime
 import json
 import os
 import tempfile
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -65,6 +66,9 @@ class Checkpointer:
                 )
             )
         self.best_metric = best_metric
+        # Seconds the caller was blocked in each `save` (async saves return once the arrays
+        # are off the devices; the rest is written in the background).
+        self.save_blocked_s: list[float] = []
         options = ocp.CheckpointManagerOptions(
             create=not read_only,
             read_only=read_only,
@@ -117,6 +121,7 @@ class Checkpointer:
         Returns once the arrays are copied off the devices, so the caller may donate or
         overwrite `state` right away; the data-iterator state is captured at call time.
         """
+        t0 = time.perf_counter()
         items: dict[str, Any] = {STATE: ocp.args.PyTreeSave(_snapshot(state))}
         if data_iterator is not None:
             import grain.checkpoint
@@ -129,7 +134,9 @@ class Checkpointer:
         clean_metrics = None
         if metrics is not None and self.best_metric and self.best_metric in metrics:
             clean_metrics = {k: float(v) for k, v in metrics.items()}
-        return self.manager.save(step, args=ocp.args.Composite(**items), metrics=clean_metrics, force=True)
+        started = self.manager.save(step, args=ocp.args.Composite(**items), metrics=clean_metrics, force=True)
+        self.save_blocked_s.append(time.perf_counter() - t0)
+        return started
 
     def _step_dir(self, step: int) -> Path:
         return self.directory / str(step)

@@ -265,7 +265,7 @@ def load_holdout(corpus_dir: str, vocab: Any, num_records: int, image_size: int,
     n = min(int(num_records), len(corpus))
     first = len(corpus) - n
     source = corpus.data_source()
-    images, labels, ids = [], [], []
+    images, labels, record_ids = [], [], []
     for i in range(first, len(corpus)):
         try:
             post = decode_post(source[i])
@@ -277,7 +277,7 @@ def load_holdout(corpus_dir: str, vocab: Any, num_records: int, image_size: int,
         lab[: len(ids)] = ids
         images.append(img)
         labels.append(lab)
-        ids.append(i)
+        record_ids.append(i)
     if not images:
         empty = np.zeros((0,), np.int64)
         return HoldoutSet(np.zeros((0, image_size, image_size, 3), np.uint8), np.zeros((0, max_labels), np.int32),
@@ -287,11 +287,11 @@ def load_holdout(corpus_dir: str, vocab: Any, num_records: int, image_size: int,
     pad = per_process * pc - len(images)
     images += [np.zeros((image_size, image_size, 3), np.uint8)] * pad
     labels += [np.full(max_labels, -1, np.int32)] * pad
-    ids += [-1] * pad
+    record_ids += [-1] * pad
     mask = np.arange(per_process * pc) < (per_process * pc - pad)
     sl = slice(pi * per_process, (pi + 1) * per_process)
     return HoldoutSet(np.stack(images)[sl], np.stack(labels)[sl], mask[sl], len(images) - pad,
-                      np.asarray(ids, np.int64)[sl])
+                      np.asarray(record_ids, np.int64)[sl])
 
 
 def holdout_map(predict: Callable, variables: Any, holdout: HoldoutSet, mesh: Any, local_batch: int,
@@ -437,7 +437,10 @@ def train_and_evaluate(config: Any, workdir: str | os.PathLike) -> dict[str, Any
     n_dev = mesh.devices.size
     if gbs % (n_dev * accum):
         raise ConfigError(f"global batch {gbs} is not divisible by {n_dev} devices x {accum} accumulation steps")
-    model = models.get_model(config.model.name, vocab.num_classes, **dict(config.model.get("overrides", {}) or {}))
+    try:
+        model = models.get_model(config.model.name, vocab.num_classes, **dict(config.model.get("overrides", {}) or {}))
+    except (TypeError, ValueError) as e:
+        raise ConfigError(f"config.model ({config.model.name}): {e}") from None
     evaluators = _make_evaluators(config, model, mesh, vocab, workdir)
     ckpt_cfg = config.get("checkpoint", {})
     checkpointer = ckpt_lib.Checkpointer(
@@ -468,8 +471,11 @@ def train_and_evaluate(config: Any, workdir: str | os.PathLike) -> dict[str, Any
                                config.input.get("max_labels", 8), local_batch)
 
     # --- Optimiser and loss. ----------------------------------------------------------
-    tx, lr_fn = optim_lib.optimizer_from_config(config.optim, gbs, total, warmup)
-    loss_fn = losses.make_loss_fn(config.loss, config.optim.get("label_smoothing", 0.0))
+    try:
+        tx, lr_fn = optim_lib.optimizer_from_config(config.optim, gbs, total, warmup)
+        loss_fn = losses.make_loss_fn(config.loss, config.optim.get("label_smoothing", 0.0))
+    except ValueError as e:
+        raise ConfigError(f"config.optim: {e}") from None
 
     # --- State: initialised in place, or restored onto this mesh (any device count). ---
     image_size = int(config.input.image_size)
@@ -509,6 +515,8 @@ def train_and_evaluate(config: Any, workdir: str | os.PathLike) -> dict[str, Any
     def save(step_now: int, extra_metrics: Mapping[str, float] | None = None) -> None:
         checkpointer.save(step_now, state, data_iterator=train_iter, config=config_json, vocab=vocab.to_json(),
                           metrics=extra_metrics)
+        # How long the training thread waited for this (asynchronous) save.
+        writer.write_scalars(step_now, {"checkpoint/blocked_sec": checkpointer.save_blocked_s[-1]})
 
     def check_finite(step_m: int, m: Any) -> bool:
         # The loss judges the parameters the step started from; the parameter norm judges
