@@ -89,3 +89,19 @@ def test_eval_crop_takes_the_centre():
     assert out.max() == 0
     full = augment.center_crop(img, 16, crop_fraction=1.0)
     np.testing.assert_array_equal(out, full)
+
+
+def test_train_crop_min_area_bounds_the_crop():
+    """With min_area=1 on a square picture the crop is the whole picture (up to the flip)."""
+    img = _photo(64, 64)
+    data = _encode(img, "PNG")
+    whole = augment.train_crop(data, 64, np.random.default_rng(0), min_area=1.0)
+    assert np.array_equal(whole, img) or np.array_equal(whole, img[:, ::-1])
+    rng = np.random.default_rng(1)
+    for _ in range(100):
+        l, t, r, b = augment.random_resized_crop_box(64, 64, rng, area=(0.35, 1.0))
+        assert (r - l) * (b - t) / 64**2 >= 0.33
+    # and the default still reaches small crops
+    areas = [(r - l) * (b - t) / 64**2
+             for l, t, r, b in (augment.random_resized_crop_box(64, 64, rng) for _ in range(200))]
+    assert min(areas) < 0.2

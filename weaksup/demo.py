@@ -148,6 +148,12 @@ def transfer_config(config: Any, pretrain_dir: Path, target_name: str, tfds_dir:
     ecfg.evals.fewshot.shots = tuple(t.shots)
     ecfg.evals.fewshot.seeds = tuple(t.seeds)
     ecfg.evals.finetune.base_lr = float(t.finetune_lr)
+    unknown = set(t.protocols) - set(ecfg.evals)
+    if unknown:
+        raise DemoError(f"transfer.protocols names unknown protocols {sorted(unknown)}; known: {sorted(ecfg.evals)}")
+    for name in list(ecfg.evals):
+        if name not in t.protocols:
+            del ecfg.evals[name]
     return ecfg
 
 

@@ -139,6 +139,7 @@ class _PretrainExample:
         max_labels: int,
         label_noise: float,
         with_record_index: bool,
+        crop_min_area: float = 0.08,
     ):
         self.source = source
         self.describe = describe
@@ -151,6 +152,7 @@ class _PretrainExample:
         self.max_labels = int(max_labels)
         self.label_noise = float(label_noise)
         self.with_record_index = with_record_index
+        self.crop_min_area = float(crop_min_area)
 
     def labels(self, record: int) -> np.ndarray:
         if self.label_noise <= 0:
@@ -174,7 +176,7 @@ class _PretrainExample:
             data = self.source[record]
             image_bytes = _image_bytes(data)
             rng = np.random.default_rng([self.seed, epoch, pos, _AUG_STREAM])
-            image = augment.train_crop(image_bytes, self.image_size, rng)
+            image = augment.train_crop(image_bytes, self.image_size, rng, self.crop_min_area)
         except Exception as e:  # any bad record is skipped, never fatal
             return {"skip": f"{self.describe(record)}: {type(e).__name__}: {e}"}
         example = {"image": image, "labels": self.labels(record)}
@@ -303,6 +305,7 @@ def make_pretrain_iterator(
     with_record_index: bool = False,
     holdout_records: int = 0,
     allow_corpus_mismatch: bool = False,
+    crop_min_area: float = 0.08,
 ) -> BatchIterator:
     """This process's iterator of pretraining batches (checkpointable grain iterator).
 
@@ -314,6 +317,8 @@ def make_pretrain_iterator(
     """
     from weaksup.corpus.shards import Corpus
 
+    if not 0.0 < crop_min_area <= 1.0:
+        raise ValueError(f"crop_min_area must be in (0, 1], got {crop_min_area}")
     process_index, process_count, local_batch = _process_layout(
         global_batch_size, process_index, process_count
     )
@@ -355,6 +360,7 @@ def make_pretrain_iterator(
         max_labels=max_labels,
         label_noise=label_noise,
         with_record_index=with_record_index,
+        crop_min_area=crop_min_area,
     )
     ds = grain.MapDataset.range(layout.local_length()).map(fn)
     static = {
@@ -386,6 +392,7 @@ def make_pretrain_iterator_from_config(
         num_workers=inp.get("num_workers", 0),
         num_threads=inp.get("num_threads", 2),
         holdout_records=config.get("holdout_records", 0),
+        crop_min_area=inp.get("crop_min_area", 0.08),
         process_index=process_index,
         process_count=process_count,
     )
