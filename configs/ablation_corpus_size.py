@@ -1,7 +1,7 @@
 """Ablation -- does transfer grow with pretraining data? Three corpus sizes.
 
 `size=small|medium|large` picks 12,500 / 33,000 / 100,000 posts (the demo is `large`);
-the number of pretraining images seen is the same (the demo's 180,000), so a smaller
+the number of pretraining images seen is the same (the demo's 120,000), so a smaller
 corpus is repeated more often -- as in the paper, which held the schedule and varied
 the number of distinct images.
 
@@ -15,16 +15,18 @@ from pathlib import Path
 
 import ml_collections
 
-from weaksup.config import load_config, parse_arg
+from weaksup.config import load_config
 
 _DEMO = Path(__file__).resolve().parent / "emojigram_demo.py"
 SIZES = {"small": 12_500, "medium": 33_000, "large": 100_000}
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
-    """The demo config at the corpus size named by `size`."""
-    a = parse_arg(arg, size="small", runlocal=False)
-    if a.size not in SIZES:
-        raise ValueError(f"size must be one of {sorted(SIZES)}, got {a.size!r}")
-    posts = SIZES[a.size] // (50 if a.runlocal else 1)
-    return load_config(f"{_DEMO}:posts={posts}{',runlocal' if a.runlocal else ''}", lock=False)
+    """The demo config at the corpus size named by `size`; other args pass through."""
+    parts = [p for p in (arg or "").split(",") if p]
+    size = next((p.split("=", 1)[1] for p in parts if p.startswith("size=")), "small")
+    rest = [p for p in parts if not p.startswith("size=")]
+    if size not in SIZES:
+        raise ValueError(f"size must be one of {sorted(SIZES)}, got {size!r}")
+    posts = SIZES[size] // (50 if "runlocal" in rest else 1)
+    return load_config(f"{_DEMO}:" + ",".join([f"posts={posts}", *rest]), lock=False)
