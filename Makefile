@@ -14,7 +14,7 @@ PYTEST_ARGS ?=
 DEB_PACKAGES := wordnet-base wordnet-sense-index fonts-noto-color-emoji ruby-gemojione \
                 fonts-symbola unicode-cldr-core unicode-data
 
-.PHONY: setup debs venv data test demo bench clean
+.PHONY: setup debs venv data test demo ablations bench clean
 
 setup: debs venv data
 
@@ -51,6 +51,30 @@ test: setup
 
 demo: setup
 	$(PY) -m weaksup demo --workdir $(DEMO_DIR)
+
+# The demo's ablations (configs/ablation_*.py) beside a baseline run of the demo config, each
+# in ABLATION_DIR/NAME; they share the demo's corpus and target. ABLATION_ARGS are appended
+# to every config's arguments, e.g. ABLATION_ARGS=examples=60000,protocols=linear for a
+# shorter schedule and the linear probe only. notebooks/03 plots them:
+# WEAKSUP_RUN_DIR=runs/ablations.
+ABLATION_DIR ?= runs/ablations
+ABLATION_ARGS ?=
+ABLATIONS := baseline=configs/emojigram_demo.py \
+             vocab_raw=configs/ablation_vocab_raw.py \
+             natural_resampling=configs/ablation_natural_resampling.py \
+             label_noise=configs/ablation_label_noise.py \
+             size_small=configs/ablation_corpus_size.py:size=small \
+             size_medium=configs/ablation_corpus_size.py:size=medium
+
+ablations: setup
+	@set -e; for a in $(ABLATIONS); do \
+	  name=$${a%%=*}; spec=$${a#*=}; \
+	  if [ -n "$(ABLATION_ARGS)" ]; then \
+	    case "$$spec" in *:*) spec="$$spec,$(ABLATION_ARGS)";; *) spec="$$spec:$(ABLATION_ARGS)";; esac; \
+	  fi; \
+	  echo "== ablation $$name: $$spec"; \
+	  $(PY) -m weaksup demo --config "$$spec" --workdir $(ABLATION_DIR)/$$name; \
+	done
 
 bench: setup
 	for b in benchmarks/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done

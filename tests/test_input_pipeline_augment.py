@@ -97,6 +97,8 @@ def test_train_crop_min_area_bounds_the_crop():
     data = _encode(img, "PNG")
     whole = augment.train_crop(data, 64, np.random.default_rng(0), min_area=1.0)
     assert np.array_equal(whole, img) or np.array_equal(whole, img[:, ::-1])
+    whole = augment.train_crop_array(img, 64, np.random.default_rng(0), min_area=1.0)
+    assert np.array_equal(whole, img) or np.array_equal(whole, img[:, ::-1])
     rng = np.random.default_rng(1)
     for _ in range(100):
         l, t, r, b = augment.random_resized_crop_box(64, 64, rng, area=(0.35, 1.0))

@@ -82,3 +82,20 @@ def test_finetune_iterator_shuffles_repeats_and_resumes(data_dir):
         np.testing.assert_array_equal(a["image"], b["image"])
         np.testing.assert_array_equal(a["label"], b["label"])
     assert first[0]["image"].shape == (4, 12, 12, 3)
+
+
+def test_finetune_crop_min_area_reaches_the_crop_and_is_validated(data_dir, monkeypatch):
+    seen = []
+    for name in ("train_crop", "train_crop_array"):
+        real = getattr(ip.augment, name)
+
+        def spy(img, size, rng, min_area=0.08, _real=real):
+            seen.append(min_area)
+            return _real(img, size, rng, min_area)
+
+        monkeypatch.setattr(ip.augment, name, spy)
+    next(_finetune(data_dir, crop_min_area=0.5))
+    assert seen and set(seen) == {0.5}
+    for bad in (0.0, 1.5):
+        with pytest.raises(ValueError, match="crop_min_area"):
+            _finetune(data_dir, crop_min_area=bad)

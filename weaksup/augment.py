@@ -163,10 +163,10 @@ def train_crop(data: bytes, size: int, rng: np.random.Generator, min_area: float
     return cv2.flip(out, 1) if flip else out
 
 
-def train_crop_array(img: np.ndarray, size: int, rng: np.random.Generator) -> np.ndarray:
+def train_crop_array(img: np.ndarray, size: int, rng: np.random.Generator, min_area: float = 0.08) -> np.ndarray:
     """`train_crop` for an already decoded uint8 image (H, W, 3)."""
     img = _rgb(img)
-    box = random_resized_crop_box(img.shape[0], img.shape[1], rng)
+    box = random_resized_crop_box(img.shape[0], img.shape[1], rng, area=(min_area, 1.0))
     flip = rng.random() < 0.5
     out = _resize_box(img, box, size)
     return cv2.flip(out, 1) if flip else out

@@ -148,6 +148,9 @@ def transfer_config(config: Any, pretrain_dir: Path, target_name: str, tfds_dir:
     ecfg.evals.fewshot.shots = tuple(t.shots)
     ecfg.evals.fewshot.seeds = tuple(t.seeds)
     ecfg.evals.finetune.base_lr = float(t.finetune_lr)
+    # Fine-tuning crops like pretraining: an emoji fills the target image, and Inception's
+    # 8% crops of a 32 px picture would mostly show a fragment of it.
+    ecfg.evals.finetune.crop_min_area = float(config.input.get("crop_min_area", 0.08))
     unknown = set(t.protocols) - set(ecfg.evals)
     if unknown:
         raise DemoError(f"transfer.protocols names unknown protocols {sorted(unknown)}; known: {sorted(ecfg.evals)}")

@@ -527,10 +527,11 @@ class _Permutation:
 class _FinetuneExample:
     """Process-local position -> random-resized-crop example, or a skip marker."""
 
-    def __init__(self, source, order, layout, image_key, label_key, image_size, seed, name):
+    def __init__(self, source, order, layout, image_key, label_key, image_size, seed, name, crop_min_area):
         self.source, self.order, self.layout = source, order, layout
         self.image_key, self.label_key = image_key, label_key
         self.image_size, self.seed, self.name = image_size, seed, name
+        self.crop_min_area = crop_min_area
 
     def __call__(self, j: int) -> dict[str, Any]:
         epoch, pos, i = self.order.record_at(self.layout.global_position(int(j)))
@@ -539,9 +540,10 @@ class _FinetuneExample:
             rng = np.random.default_rng([self.seed, epoch, pos, _AUG_STREAM])
             value = ex[self.image_key]
             if isinstance(value, (bytes, bytearray)):
-                image = augment.train_crop(bytes(value), self.image_size, rng)
+                image = augment.train_crop(bytes(value), self.image_size, rng, self.crop_min_area)
             else:  # already decoded by TFDS: crop the array
-                image = augment.train_crop_array(np.asarray(value, np.uint8), self.image_size, rng)
+                image = augment.train_crop_array(np.asarray(value, np.uint8), self.image_size, rng,
+                                                 self.crop_min_area)
             return {"image": image, "label": np.int32(ex[self.label_key])}
         except Exception as e:  # any bad example is skipped, never fatal
             return {"skip": f"{self.name} example {i}: {type(e).__name__}: {e}"}
@@ -562,18 +564,23 @@ def make_finetune_iterator(
     process_count: int | None = None,
     num_workers: int = 0,
     num_threads: int = 2,
+    crop_min_area: float = 0.08,
 ) -> BatchIterator:
     """Training batches from a TFDS split for fine-tuning: shuffled, repeated, augmented.
 
-    Random-resized crop + flip; `image` uint8 and `label` int32; `batch_size` is global.
-    Checkpointable like the pretraining iterator (same global-stream layout).
+    Random-resized crop (keeping at least `crop_min_area` of the picture) + flip; `image`
+    uint8 and `label` int32; `batch_size` is global. Checkpointable like the pretraining
+    iterator (same global-stream layout).
     """
+    if not 0.0 < crop_min_area <= 1.0:
+        raise ValueError(f"crop_min_area must be in (0, 1], got {crop_min_area}")
     process_index, process_count, local_batch = _process_layout(batch_size, process_index, process_count)
     source, _ = open_tfds_source(dataset, split, data_dir=data_dir, image_key=image_key, label_key=label_key)
     order = _Permutation(len(source), seed)
     total = _ENDLESS if num_epochs is None else int(num_epochs) * len(source)
     layout = _Layout(batch_size, local_batch, process_index, total)
-    fn = _FinetuneExample(source, order, layout, image_key, label_key, image_size, seed, f"{dataset}/{split}")
+    fn = _FinetuneExample(source, order, layout, image_key, label_key, image_size, seed, f"{dataset}/{split}",
+                          float(crop_min_area))
     ds = grain.MapDataset.range(layout.local_length()).map(fn)
     parent = _mapped_iterator(ds, num_workers, num_threads, 4 * local_batch)
     return BatchIterator(parent, local_batch, drop_remainder=True, static={"records": len(source)})

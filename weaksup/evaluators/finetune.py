@@ -62,13 +62,15 @@ class Evaluator:
 
     Options: the `Target` fields, and steps (default 200), batch_size (global, default 64),
     base_lr (per 256 images, default 0.1), warmup_steps (default 10% of steps), momentum,
-    weight_decay, label_smoothing, checkpoint_every (steps; default: only at the end),
-    seed. `workdir` holds the fine-tune checkpoints; without one nothing is saved.
+    weight_decay, label_smoothing, crop_min_area (the random-resized crop's smallest share
+    of the picture, default Inception's 0.08), checkpoint_every (steps; default: only at
+    the end), seed. `workdir` holds the fine-tune checkpoints; without one nothing is saved.
     """
 
     def __init__(self, *, model: Any, mesh: Any, workdir: str | os.PathLike | None = None, steps: int = 200,
                  base_lr: float = 0.1, warmup_steps: int | None = None, momentum: float = 0.9,
-                 weight_decay: float = 1e-4, label_smoothing: float = 0.0, checkpoint_every: int = 0,
+                 weight_decay: float = 1e-4, label_smoothing: float = 0.0, crop_min_area: float = 0.08,
+                 checkpoint_every: int = 0,
                  cache_dir: Any = None, checkpoint_id: str = "", vocab: Any = None, config: Any = None,
                  **options: Any):
         from weaksup.evaluators.target import Target
@@ -88,6 +90,9 @@ class Evaluator:
         self.warmup_steps = int(max(1, self.steps // 10) if warmup_steps is None else warmup_steps)
         self.momentum, self.weight_decay = float(momentum), float(weight_decay)
         self.label_smoothing = float(label_smoothing)
+        if not 0.0 < float(crop_min_area) <= 1.0:
+            raise ValueError(f"finetune: crop_min_area must be in (0, 1], got {crop_min_area}")
+        self.crop_min_area = float(crop_min_area)
         self.checkpoint_every = int(checkpoint_every or 0)
 
     def run(self, variables: Any, step: int | None = None) -> dict[str, float]:
@@ -122,7 +127,7 @@ class Evaluator:
         state = jax.device_put(state, state_shardings)
         train_iter = make_finetune_iterator(t.dataset, t.train_split, data_dir=t.data_dir, image_key=t.image_key,
                                             label_key=t.label_key, batch_size=gbs, image_size=t.image_size,
-                                            seed=t.seed)
+                                            seed=t.seed, crop_min_area=self.crop_min_area)
         ckpt = None
         if self.workdir is not None:
             ckpt = ckpt_lib.Checkpointer(ckpt_lib.checkpoint_dir(self.workdir), keep=1, async_save=False)
