@@ -61,6 +61,7 @@ ABLATION_DIR ?= runs/ablations
 ABLATION_ARGS ?=
 ABLATIONS := baseline=configs/emojigram_demo.py \
              vocab_raw=configs/ablation_vocab_raw.py \
+             vocab_aligned=configs/emojigram_demo.py:aligned \
              natural_resampling=configs/ablation_natural_resampling.py \
              label_noise=configs/ablation_label_noise.py \
              size_small=configs/ablation_corpus_size.py:size=small \

@@ -18,6 +18,7 @@ fine-tuning from pretraining above fine-tuning from scratch.
 Arguments (`configs/emojigram_demo.py:key=value,...`), also used by the ablations:
   posts=N        corpus size (default 100000)
   vocab=MODE     nouns (default) | raw | topk | imagenet1k
+  aligned        keep only the target's synsets (the paper's target-aligned vocabulary)
   min_count=N    vocabulary threshold (default 20)
   resampling=R   sqrt (default) | natural | uniform
   noise=P        replace a fraction P of hashtags by draws from the marginal (default 0)
@@ -38,6 +39,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         runlocal=False,
         posts=0,
         vocab="nouns",
+        aligned=False,
         min_count=0,
         resampling="sqrt",
         noise=0.0,
@@ -62,6 +64,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.data.min_count = arg.min_count or (3 if local else 20)
     c.data.top_k = 1000
     c.data.prefer_specific = False
+    # Keep only the target's synsets: the paper's target-aligned vocabulary.
+    c.data.vocab_within_target = bool(arg.aligned)
     # target size per class (train / validation / test); runlocal keeps 40 classes
     c.data.target_per_class = (8, 4, 4) if local else (30, 10, 20)
     c.data.target_max_classes = 40 if local else 0

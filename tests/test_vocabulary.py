@@ -163,6 +163,7 @@ def wordnet_vocabs(corpus, tmp_path_factory):
         ("min_count", {"min_count": 2}),
         ("nouns-specific", {"prefer_specific": True}),
         ("nouns-food", {"under": ["food.n.01"]}),
+        ("nouns-within", {"within": ["dog.n.01", "n07873807"]}),  # pizza by wnid
     ]:
         mode_name = mode.split("-")[0]
         out[mode] = build_from_corpus(corpus, root / f"{mode}.json", mode=mode_name, **kw)
@@ -189,6 +190,23 @@ def test_imagenet1k_mode_keeps_only_imagenet_wnids(wordnet_vocabs):
     assert v.num_classes >= 2 and all(w in wnids for w in v.wnids)
     assert v.label_of("pizza") is not None and v.label_of("strawberry") is not None
     assert v.label_of("animal") is None  # animal.n.01 is not an ImageNet-1k class
+
+
+def test_within_keeps_only_the_given_synsets(wordnet_vocabs, corpus, tmp_path):
+    v = wordnet_vocabs["nouns-within"]
+    assert sorted(v.names) == ["dog.n.01", "pizza.n.01"]
+    assert v.label_of("puppy") is None and v.label_of("cat") is None
+    assert v.frequencies[v.label_of("dog")] == wordnet_vocabs["nouns"].frequencies[wordnet_vocabs["nouns"].label_of("dog")]
+    with pytest.raises(VocabularyError, match="--within 'no_such.n.01'"):
+        build_from_corpus(corpus, tmp_path / "v.json", mode="nouns", within=["no_such.n.01"])
+    with pytest.raises(VocabularyError, match="--within"):
+        build_from_corpus(corpus, tmp_path / "v.json", mode="raw", within=["dog.n.01"])
+    (tmp_path / "within.txt").write_text("dog.n.01\n\nn07873807\n")
+    assert vocab_cli.main(["build", "--corpus", str(corpus), "--mode", "nouns", "--within-file",
+                           str(tmp_path / "within.txt"), "--output", str(tmp_path / "w.json")]) == 0
+    assert Vocabulary.load(tmp_path / "w.json").wnids == v.wnids
+    assert vocab_cli.main(["build", "--corpus", str(corpus), "--mode", "nouns", "--within-file",
+                           str(tmp_path / "missing.txt"), "--output", str(tmp_path / "m.json")]) == 1
 
 
 def test_topk_and_min_count_filter_nouns(wordnet_vocabs):

@@ -50,8 +50,8 @@ def _write_json_atomic(path: Path, obj: Any) -> None:
     tmp.replace(path)
 
 
-def build_target(data: Any, tfds_dir: Path) -> tuple[str, int]:
-    """Builds (or finds) the held-out-artist target; returns (tfds name, num classes)."""
+def build_target(data: Any, tfds_dir: Path) -> tuple[str, list[str]]:
+    """Builds (or finds) the held-out-artist target; returns (tfds name, class wnids)."""
     from weaksup.datasets import emojigram_target
 
     train, val, test = data.target_per_class
@@ -66,7 +66,7 @@ def build_target(data: Any, tfds_dir: Path) -> tuple[str, int]:
         max_classes=int(data.target_max_classes),
     )
     name = f"emojigram_target/{builder.builder_config.name}"
-    return name, int(builder.info.features["label"].num_classes)
+    return name, [c["wnid"] for c in builder.info.metadata["classes"]]
 
 
 def corpus_dir_for(data: Any, data_root: Path) -> Path:
@@ -109,8 +109,12 @@ def build_corpus(data: Any, output: Path, target_name: str, tfds_dir: Path) -> d
     return manifest
 
 
-def build_vocabulary(data: Any, corpus_dir: Path) -> Path:
-    """Builds the label space for the corpus unless it exists; returns its path."""
+def build_vocabulary(data: Any, corpus_dir: Path, target_name: str, target_wnids: list[str]) -> Path:
+    """Builds the label space for the corpus unless it exists; returns its path.
+
+    With `data.vocab_within_target` only the target's synsets are kept: the paper's
+    target-aligned vocabulary (its ImageNet results used the ImageNet-aligned hashtags).
+    """
     from weaksup.hashtags import vocabulary
 
     mode = str(data.vocab_mode)
@@ -119,11 +123,14 @@ def build_vocabulary(data: Any, corpus_dir: Path) -> Path:
         tag = f"{mode}-min{int(data.min_count)}"
     if data.prefer_specific:
         tag += "-specific"
+    within = list(target_wnids) if data.get("vocab_within_target", False) else []
+    if within:
+        tag += "-within-" + target_name.replace("/", "-")
     path = corpus_dir / f"vocab-{tag}.json"
     if path.exists():
         print(f"vocabulary: {path} exists; reusing it", flush=True)
         return path
-    kwargs: dict[str, Any] = {"mode": mode, "prefer_specific": bool(data.prefer_specific)}
+    kwargs: dict[str, Any] = {"mode": mode, "prefer_specific": bool(data.prefer_specific), "within": within}
     if mode == "topk":
         kwargs["top_k"] = int(data.top_k)
     else:
@@ -207,7 +214,8 @@ def run(config: Any, workdir: Path, data_root: Path, tfds_dir: Path) -> dict[str
 
     _stage("1/5 held-out-artist target", t0)
     t = time.time()
-    target_name, target_classes = build_target(data, tfds_dir)
+    target_name, target_wnids = build_target(data, tfds_dir)
+    target_classes = len(target_wnids)
     stages["target"] = time.time() - t
     print(f"target: {target_name} with {target_classes} WordNet classes", flush=True)
 
@@ -219,7 +227,7 @@ def run(config: Any, workdir: Path, data_root: Path, tfds_dir: Path) -> dict[str
 
     _stage("3/5 WordNet vocabulary", t0)
     t = time.time()
-    vocab_path = build_vocabulary(data, corpus_dir)
+    vocab_path = build_vocabulary(data, corpus_dir, target_name, target_wnids)
     vocab = Vocabulary.load(vocab_path)
     stages["vocabulary"] = time.time() - t
 
@@ -250,6 +258,7 @@ def run(config: Any, workdir: Path, data_root: Path, tfds_dir: Path) -> dict[str
             "corpus_skipped": manifest.get("skipped", {}),
             "vocab_path": str(vocab_path),
             "vocab_mode": str(data.vocab_mode),
+            "vocab_within_target": bool(data.get("vocab_within_target", False)),
             "vocab_classes": vocab.num_classes,
             "vocab_coverage": vocab.coverage,
             "target": target_name,

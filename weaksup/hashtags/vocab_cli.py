@@ -37,6 +37,10 @@ def main(argv: list[str]) -> int:
                    help="keep synsets below this one (name or wnid); repeatable")
     b.add_argument("--lexnames", action="append", default=[],
                    help="keep synsets of this lexicographer file, e.g. noun.animal; repeatable")
+    b.add_argument("--within", action="append", default=[],
+                   help="keep only this synset (name or wnid), a target-aligned label space; repeatable")
+    b.add_argument("--within-file", default=None,
+                   help="keep only the synsets listed in this file (one name or wnid per line)")
     b.add_argument("--prefer-specific", action="store_true",
                    help="within a post, drop a label when one of its hyponyms is present")
     s = sub.add_parser("show", help="print a vocabulary's settings, coverage and top labels")
@@ -46,10 +50,17 @@ def main(argv: list[str]) -> int:
 
     try:
         if args.cmd == "build":
+            within = list(args.within)
+            if args.within_file:
+                try:
+                    lines = open(args.within_file, encoding="utf-8").read().split("\n")
+                except (OSError, UnicodeDecodeError) as e:
+                    raise VocabularyError(f"--within-file {args.within_file}: {e}") from None
+                within += [ln.strip() for ln in lines if ln.strip()]
             vocab = build_from_corpus(
                 args.corpus, args.output, mode=args.mode, top_k=args.top_k,
                 min_count=args.min_count, under=args.under, lexnames=args.lexnames,
-                prefer_specific=args.prefer_specific,
+                prefer_specific=args.prefer_specific, within=within,
             )
             print(f"wrote {args.output}")
         else:

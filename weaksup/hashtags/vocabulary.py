@@ -11,7 +11,9 @@ frequent nouns). Modes here:
   min_count   the `nouns` seen at least `min_count` times
   raw         no WordNet: each normalised hashtag (`normalize_hashtag`) is its own class
 
-`top_k` / `min_count` also apply as extra filters to any mode. Labels are ordered by
+`top_k` / `min_count` also apply as extra filters to any mode, and `within` (a list of
+synsets) keeps only those: the paper's target-aligned vocabulary for any target, as
+`imagenet1k` is for ImageNet (e.g. the synsets of a TFDS dataset's classes). Labels are ordered by
 frequency (hashtag occurrences, most frequent first), ties by id. A label's id is its
 wnid ("n02084071"); in `raw` mode it is "#" + the normalised hashtag, which is never a wnid.
 
@@ -252,8 +254,11 @@ def build_vocabulary(
     under: Sequence[str] = (),
     lexnames: Sequence[str] = (),
     prefer_specific: bool = False,
+    within: Sequence[str] = (),
 ) -> Vocabulary:
     """Builds the label space from a corpus's hashtag counts ({raw hashtag: count}).
+
+    `within` (synset names or wnids) keeps only those synsets: a target-aligned label space.
 
     Each distinct normalised hashtag is resolved once (its most frequent spelling is the
     one handed to the resolver, so camel-case hints survive). Coverage is left empty;
@@ -265,8 +270,8 @@ def build_vocabulary(
         raise VocabularyError("mode 'topk' needs top_k > 0")
     if mode == "min_count" and not min_count:
         raise VocabularyError("mode 'min_count' needs min_count > 0")
-    if (under or lexnames) and mode == "raw":
-        raise VocabularyError("--under / --lexnames need WordNet; they do not apply to mode 'raw'")
+    if (under or lexnames or within) and mode == "raw":
+        raise VocabularyError("--under / --lexnames / --within need WordNet; they do not apply to mode 'raw'")
     if prefer_specific and mode == "raw":
         raise VocabularyError("prefer_specific needs the WordNet hierarchy; not available in mode 'raw'")
     merged, spelling = _merge_counts(hashtag_counts)
@@ -277,6 +282,7 @@ def build_vocabulary(
         "under": list(under),
         "lexnames": list(lexnames),
         "prefer_specific": bool(prefer_specific),
+        "within": len(within),
         "resolver_fingerprint": None,
         "unique_hashtags": len(merged),
     }
@@ -297,7 +303,8 @@ def build_vocabulary(
 
         index = load_index()
         allowed_wnids = set(imagenet1k_wnids()) if mode == "imagenet1k" else None
-        under_names = [_synset_name(index, u) for u in under]
+        under_names = [_synset_name(index, u, "--under") for u in under]
+        within_names = {_synset_name(index, w, "--within") for w in within}
         for form, c in merged.items():
             res = resolver.resolve(spelling[form])
             if res is None:
@@ -305,6 +312,8 @@ def build_vocabulary(
             if allowed_wnids is not None and res.wnid not in allowed_wnids:
                 continue
             if lexnames and res.lexname not in lexnames:
+                continue
+            if within_names and res.synset not in within_names:
                 continue
             if res.synset not in closure:
                 closure[res.synset] = _hypernym_names(index, res.synset)
@@ -339,12 +348,12 @@ def build_vocabulary(
     )
 
 
-def _synset_name(index: Any, ref: str) -> str:
+def _synset_name(index: Any, ref: str, option: str) -> str:
     """Accepts "physical_entity.n.01" or a wnid; returns the synset name."""
     try:
         return index.synset(ref).name
     except KeyError:
-        raise VocabularyError(f"--under {ref!r}: no such WordNet 3.0 noun synset") from None
+        raise VocabularyError(f"{option} {ref!r}: no such WordNet 3.0 noun synset") from None
 
 
 def _hypernym_names(index: Any, synset: str) -> set[str]:
@@ -524,6 +533,7 @@ def build_from_corpus(
     under: Sequence[str] = (),
     lexnames: Sequence[str] = (),
     prefer_specific: bool = False,
+    within: Sequence[str] = (),
     resolver: Any = None,
 ) -> Vocabulary:
     """Builds a vocabulary from a corpus directory, measures coverage, writes `output`.
@@ -536,7 +546,7 @@ def build_from_corpus(
     counts = corpus.hashtag_counts()
     vocab = build_vocabulary(
         counts, mode=mode, resolver=resolver, top_k=top_k, min_count=min_count,
-        under=under, lexnames=lexnames, prefer_specific=prefer_specific,
+        under=under, lexnames=lexnames, prefer_specific=prefer_specific, within=within,
     )
     vocab.build["corpus"] = {
         "path": str(corpus.path),
