@@ -1,19 +1,20 @@
 """The EmojiGram demo: hashtag pretraining of a small ResNeXt on CPU, then transfer.
 
-The whole experiment, set-up included, on a 2-core machine in about 30 minutes:
+The whole experiment, set-up included, on a 2-core machine in about 40 minutes:
 
     make demo                      # = python -m weaksup demo --workdir runs/demo
 
 which builds (once, cached under runs/emojigram-data) a 100k-post EmojiGram corpus drawn
 by the pretraining artists (Noto, Symbola), de-duplicated against the held-out-artist
-target (EmojiOne, ~544 WordNet classes), a WordNet noun vocabulary (labels seen in >= 20
-posts), pretrains `resnext_tiny` (8 groups, bf16 compute) at 32 px with square-root resampling, then
-runs the linear probe, few-shot ridge and fine-tuning on the target from the pretrained
-trunk and from random initialisation. Results: runs/demo/results.json.
+target (EmojiOne, 553 WordNet classes), a WordNet noun vocabulary (884 labels seen in >= 20
+posts), pretrains `resnext_tiny` (8 groups, bf16 compute) at 32 px with square-root
+resampling for 120k images (18 min), then runs the linear probe, few-shot ridge and
+fine-tuning on the target from the pretrained trunk and from random initialisation
+(20 min). Results: runs/demo/results.json.
 
-Expected (measured on 2 CPU cores, see README): linear-probe top-1 of the pretrained
-trunk on the held-out artist well above the random-init trunk (>= 15 points), and
-fine-tuning from pretraining above fine-tuning from scratch.
+Measured (2 CPU cores, README "Results"): linear-probe test top-1 14.25% pretrained
+against 8.90% from random initialisation (+5.35 points); fine-tuning 5.62% against 3.44%;
+25-shot ridge 11.18% against 9.14%.
 
 Arguments (`configs/emojigram_demo.py:key=value,...`), also used by the ablations:
   posts=N        corpus size (default 100000)
