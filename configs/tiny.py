@@ -8,12 +8,12 @@ Build the inputs, then train:
 
 Defaults: resnet_tiny at 32 px, global batch 64, 300 steps, softmax on 1/k targets,
 checkpoints every 100 steps, the corpus's last 256 posts held out for hashtag mAP.
-Measured (one host device, 200-class vocabulary covering 78% of the 4,096 posts): the run
-took 98 s of CPU time (user), 5 min 50 s wall on a 2-core machine shared with ~10 other
-busy processes (so about 1-2 minutes on an idle one); 50-75 img/s under that load. The
-loss falls from ln(200) = 5.3 to ~4.5-4.7 (4.64 at step 300, noisy batch to batch), batch
-precision@1 rises from chance (0.005) to ~0.1-0.14, held-out mAP from 0.031 at step 100 to
-0.035 at step 300.
+Measured (one host device, 200-class vocabulary covering 78% of the 4,096 posts): on an
+idle 2-core machine the run takes 1 min 54 s wall including start-up and compilation
+(about 180 img/s); under heavy load from other processes it took 5 min 50 s. The loss
+falls from ln(200) = 5.3 to ~4.5-4.7 (4.64 at step 300, noisy batch to batch), batch
+precision@1 rises from chance (0.005) to ~0.1-0.16, held-out mAP from 0.031 at step 100
+to 0.035 at step 300.
 
 `configs/tiny.py:runlocal` shrinks it further (40 steps, batch 16, 32 held-out posts) for
 tests; other arguments: corpus=DIR, vocab=PATH, steps=N, batch=N, model=NAME.
