@@ -48,7 +48,7 @@ def bare_rate(config, steps: int) -> float:
     from weaksup import input_pipeline, losses, models, sharding
     from weaksup import optimizer as optim_lib
     from weaksup.hashtags.vocabulary import Vocabulary
-    from weaksup.train import abstract_train_state, _init_fn, make_train_step
+    from weaksup.train import create_train_state, make_train_step
 
     vocab = Vocabulary.load(config.vocab_path)
     mesh = sharding.make_mesh(config.mesh)
@@ -56,9 +56,7 @@ def bare_rate(config, steps: int) -> float:
     model = models.get_model(config.model.name, vocab.num_classes)
     total = config_lib.total_steps(config)
     tx, lr_fn = optim_lib.optimizer_from_config(config.optim, gbs, total, config_lib.warmup_steps(config))
-    target = abstract_train_state(model, tx, config.input.image_size, mesh)
-    shardings = jax.tree.map(lambda s: s.sharding, target)
-    state = jax.jit(_init_fn(model, tx, config.input.image_size), out_shardings=shardings)(jax.random.PRNGKey(0))
+    state, shardings = create_train_state(model, tx, jax.random.PRNGKey(0), config.input.image_size, mesh)
     step = make_train_step(model, tx, losses.make_loss_fn(config.loss), mesh, shardings, learning_rate_fn=lr_fn)
     it = input_pipeline.make_pretrain_iterator_from_config(config)
     batch = sharding.make_global_batch(next(it), mesh)

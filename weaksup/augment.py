@@ -145,6 +145,13 @@ def random_resized_crop_box(
     return left, top, left + w, top + h
 
 
+def check_min_area(value: float, name: str = "crop_min_area") -> float:
+    """`value` as a float if it is a valid smallest crop share, (0, 1]; else a ValueError naming `name`."""
+    if not 0.0 < float(value) <= 1.0:
+        raise ValueError(f"{name} must be in (0, 1], got {value}")
+    return float(value)
+
+
 def train_crop(data: bytes, size: int, rng: np.random.Generator, min_area: float = 0.08) -> np.ndarray:
     """Decode -> random-resized crop -> random horizontal flip: uint8 (size, size, 3).
 

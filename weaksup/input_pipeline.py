@@ -317,8 +317,7 @@ def make_pretrain_iterator(
     """
     from weaksup.corpus.shards import Corpus
 
-    if not 0.0 < crop_min_area <= 1.0:
-        raise ValueError(f"crop_min_area must be in (0, 1], got {crop_min_area}")
+    crop_min_area = augment.check_min_area(crop_min_area)
     process_index, process_count, local_batch = _process_layout(
         global_batch_size, process_index, process_count
     )
@@ -572,15 +571,14 @@ def make_finetune_iterator(
     uint8 and `label` int32; `batch_size` is global. Checkpointable like the pretraining
     iterator (same global-stream layout).
     """
-    if not 0.0 < crop_min_area <= 1.0:
-        raise ValueError(f"crop_min_area must be in (0, 1], got {crop_min_area}")
+    crop_min_area = augment.check_min_area(crop_min_area)
     process_index, process_count, local_batch = _process_layout(batch_size, process_index, process_count)
     source, _ = open_tfds_source(dataset, split, data_dir=data_dir, image_key=image_key, label_key=label_key)
     order = _Permutation(len(source), seed)
     total = _ENDLESS if num_epochs is None else int(num_epochs) * len(source)
     layout = _Layout(batch_size, local_batch, process_index, total)
     fn = _FinetuneExample(source, order, layout, image_key, label_key, image_size, seed, f"{dataset}/{split}",
-                          float(crop_min_area))
+                          crop_min_area)
     ds = grain.MapDataset.range(layout.local_length()).map(fn)
     parent = _mapped_iterator(ds, num_workers, num_threads, 4 * local_batch)
     return BatchIterator(parent, local_batch, drop_remainder=True, static={"records": len(source)})

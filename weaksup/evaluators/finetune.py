@@ -22,7 +22,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from weaksup import sharding
+from weaksup import augment, sharding
 
 
 class FinetuneError(ValueError):
@@ -90,9 +90,7 @@ class Evaluator:
         self.warmup_steps = int(max(1, self.steps // 10) if warmup_steps is None else warmup_steps)
         self.momentum, self.weight_decay = float(momentum), float(weight_decay)
         self.label_smoothing = float(label_smoothing)
-        if not 0.0 < float(crop_min_area) <= 1.0:
-            raise ValueError(f"finetune: crop_min_area must be in (0, 1], got {crop_min_area}")
-        self.crop_min_area = float(crop_min_area)
+        self.crop_min_area = augment.check_min_area(crop_min_area, "finetune: crop_min_area")
         self.checkpoint_every = int(checkpoint_every or 0)
 
     def run(self, variables: Any, step: int | None = None) -> dict[str, float]:

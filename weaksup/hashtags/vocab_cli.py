@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
 from weaksup.hashtags.vocabulary import MODES, Vocabulary, VocabularyError, build_from_corpus
 
@@ -53,7 +54,7 @@ def main(argv: list[str]) -> int:
             within = list(args.within)
             if args.within_file:
                 try:
-                    lines = open(args.within_file, encoding="utf-8").read().split("\n")
+                    lines = Path(args.within_file).read_text(encoding="utf-8").splitlines()
                 except (OSError, UnicodeDecodeError) as e:
                     raise VocabularyError(f"--within-file {args.within_file}: {e}") from None
                 within += [ln.strip() for ln in lines if ln.strip()]
