@@ -100,6 +100,13 @@ def test_last_bn_scale_of_residual_branch_follows_zero_init_residual(zero_init):
         assert np.all(np.asarray(block["bn1"]["scale"]) == 1)
 
 
+def test_paper_models_zero_init_residual_and_cpu_variants_do_not():
+    for name in ("resnet50", "resnet101", "resnext101_32x8d", "resnext101_32x48d"):
+        assert model_config(name).zero_init_residual, name
+    for name in ("resnet_tiny", "resnext_tiny", "resnet_small", "resnext_small"):
+        assert not model_config(name).zero_init_residual, name
+
+
 def test_mixed_precision_keeps_float32_params_and_logits():
     x = jax.random.normal(jax.random.key(3), (2, 16, 16, 3))
     model, variables = _init("resnext_tiny", x, dtype="bfloat16")

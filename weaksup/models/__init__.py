@@ -32,19 +32,22 @@ _MODELS: dict[str, ResNetConfig] = {
     # groups of 8/16/32 channels. Measured on EmojiGram (500 steps of 128, clean concept
     # labels, 1,140 classes; linear probe on the held-out artist): this layout 31.0% at
     # 236 img/s, against 18.6% at 112 img/s for one bottleneck a stage without the pool.
+    # BN scales all start at one (see weaksup.models.resnet).
     "resnet_tiny": ResNetConfig(
-        stage_sizes=(2, 2, 2), planes=(16, 32, 64), stem="small_pool", stem_width=32
+        stage_sizes=(2, 2, 2), planes=(16, 32, 64), stem="small_pool", stem_width=32,
+        zero_init_residual=False,
     ),
     "resnext_tiny": ResNetConfig(
         stage_sizes=(2, 2, 2), planes=(16, 32, 64), groups=8, width_per_group=32,
-        stem="small_pool", stem_width=32,
+        stem="small_pool", stem_width=32, zero_init_residual=False,
     ),
     "resnet_small": ResNetConfig(
-        stage_sizes=(2, 2, 2, 2), planes=(16, 32, 64, 128), stem="small", stem_width=32
+        stage_sizes=(2, 2, 2, 2), planes=(16, 32, 64, 128), stem="small", stem_width=32,
+        zero_init_residual=False,
     ),
     "resnext_small": ResNetConfig(
         stage_sizes=(2, 2, 2, 2), planes=(16, 32, 64, 128), groups=8, width_per_group=32,
-        stem="small", stem_width=32,
+        stem="small", stem_width=32, zero_init_residual=False,
     ),
 }
 
