@@ -55,7 +55,10 @@ def _assert_bitwise_equal(a, b):
 
 
 def test_sigkill_then_resume_is_bitwise_identical(inputs, env, tmp_path):
-    overrides = ("--config.log_every_steps=1", "--config.checkpoint.every_steps=4", "--config.holdout_records=0")
+    # Synchronous saves: the step-4 checkpoint is complete once step 6 is logged (an
+    # asynchronous one may still be in flight when the kill lands, and is then rightly ignored).
+    overrides = ("--config.log_every_steps=1", "--config.checkpoint.every_steps=4", "--config.holdout_records=0",
+                 "--config.checkpoint.async_save=False")
     ref = tmp_path / "ref"
     r = subprocess.run(train_argv(inputs, ref, f"steps={STEPS}", overrides), env=env, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-3000:]
