@@ -9,11 +9,10 @@ Build the inputs, then train:
 Defaults: resnet_tiny at 32 px, global batch 64, 300 steps, softmax on 1/k targets,
 checkpoints every 100 steps, the corpus's last 256 posts held out for hashtag mAP.
 Measured (one host device, 200-class vocabulary covering 78% of the 4,096 posts): on an
-idle 2-core machine the run takes 1 min 54 s wall including start-up and compilation
-(about 180 img/s); under heavy load from other processes it took 5 min 50 s. The loss
-falls from ln(200) = 5.3 to ~4.5-4.7 (4.64 at step 300, noisy batch to batch), batch
-precision@1 rises from chance (0.005) to ~0.1-0.16, held-out mAP from 0.031 at step 100
-to 0.035 at step 300.
+idle 2-core machine the run takes 59 s wall including start-up and compilation (about
+410 img/s while training). The loss falls from ln(200) = 5.3 to ~4.7-4.9 (4.75 at step
+300, noisy batch to batch), batch precision@1 rises from chance (0.005) to ~0.05-0.13,
+held-out mAP from 0.040 at step 100 to 0.045 at step 300.
 
 `configs/tiny.py:runlocal` shrinks it further (40 steps, batch 16, 32 held-out posts) for
 tests; other arguments: corpus=DIR, vocab=PATH, steps=N, batch=N, model=NAME.
