@@ -13,6 +13,7 @@ import json
 
 from weaksup.models import get_model, list_models, model_config
 from weaksup.models.counting import count_macs, count_params
+from weaksup.models.resnet import STEMS
 
 
 def default_image_size(name: str) -> int:
@@ -23,11 +24,7 @@ def default_image_size(name: str) -> int:
 def architecture(name: str) -> list[str]:
     """Human-readable description of model `name`, one line per stage."""
     cfg = model_config(name)
-    stem = {
-        "imagenet": "7x7/2 conv + 3x3/2 max-pool",
-        "small": "3x3/1 conv, no pool",
-        "small_pool": "3x3/1 conv + 3x3/2 max-pool",
-    }[cfg.stem]
+    stem = STEMS[cfg.stem][3]
     lines = [f"{name}: stem {cfg.stem_width} ch ({stem}); groups {cfg.groups}"]
     for i, blocks in enumerate(cfg.stage_sizes):
         width = cfg.width(i)

@@ -30,6 +30,13 @@ from weaksup.models.norm import BatchNorm
 
 Dtype = Any
 
+# Stem name -> (kernel, stride, 3x3/2 max-pool after it, description).
+STEMS: dict[str, tuple[int, int, bool, str]] = {
+    "imagenet": (7, 2, True, "7x7/2 conv + 3x3/2 max-pool"),
+    "small": (3, 1, False, "3x3/1 conv, no pool"),
+    "small_pool": (3, 1, True, "3x3/1 conv + 3x3/2 max-pool"),
+}
+
 
 @dataclasses.dataclass(frozen=True)
 class ResNetConfig:
@@ -59,8 +66,8 @@ class ResNetConfig:
     def __post_init__(self) -> None:
         if len(self.stage_sizes) != len(self.planes):
             raise ValueError(f"stage_sizes {self.stage_sizes} and planes {self.planes} differ in length")
-        if self.stem not in ("imagenet", "small", "small_pool"):
-            raise ValueError(f"stem must be 'imagenet', 'small' or 'small_pool', got {self.stem!r}")
+        if self.stem not in STEMS:
+            raise ValueError(f"stem must be one of {', '.join(map(repr, STEMS))}, got {self.stem!r}")
 
     def width(self, stage: int) -> int:
         """Inner (3x3) width of the bottlenecks of `stage`."""
@@ -115,7 +122,7 @@ class Bottleneck(nn.Module):
     param_dtype: Dtype
     bn_groups: int
     conv_impl: str
-    zero_init: bool = False
+    zero_init: bool
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool) -> jax.Array:
@@ -151,12 +158,11 @@ class Trunk(nn.Module):
     def __call__(self, images: jax.Array, train: bool = False) -> jax.Array:
         cfg = self.config
         x = images.astype(self.dtype)
-        k = 7 if cfg.stem == "imagenet" else 3
-        s = 2 if cfg.stem == "imagenet" else 1
+        k, s, pool, _ = STEMS[cfg.stem]
         x = Conv(cfg.stem_width, (k, k), s, 1, self.conv_impl, self.dtype, self.param_dtype, name="stem_conv")(x)
         x = BatchNorm(groups=self.bn_groups, dtype=self.dtype, param_dtype=self.param_dtype, name="stem_bn")(x, train)
         x = nn.relu(x)
-        if cfg.stem in ("imagenet", "small_pool"):
+        if pool:
             x = nn.max_pool(x, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))
         for i, blocks in enumerate(cfg.stage_sizes):
             for j in range(blocks):
