@@ -10,9 +10,10 @@ DEMO_DIR ?= runs/demo
 PYTEST_ARGS ?=
 
 # Debian packages that carry the data the project uses (WordNet 3.0, emoji artwork and
-# annotations for the EmojiGram corpus).
+# annotations for the EmojiGram corpus), and the compiler and libjpeg-turbo headers the region
+# JPEG decoder (weaksup/native/jpeg_region.c) builds with.
 DEB_PACKAGES := wordnet-base wordnet-sense-index fonts-noto-color-emoji ruby-gemojione \
-                fonts-symbola unicode-cldr-core unicode-data
+                fonts-symbola unicode-cldr-core unicode-data gcc libjpeg62-turbo-dev
 
 .PHONY: setup debs venv data test demo ablations bench clean
 
@@ -43,8 +44,10 @@ $(STAMP): setup.cfg pyproject.toml
 	touch $(STAMP)
 
 # Lays WordNet 3.0 out as an NLTK corpus and builds the compiled index (cached; seconds when present).
+# Also compiles the region JPEG decoder into the cache (keyed by its source's hash).
 data: venv
 	$(PY) -m weaksup wordnet install
+	$(PY) -m weaksup jpeg build
 
 test: setup
 	$(PY) -m pytest -q $(PYTEST_ARGS)

@@ -8,8 +8,8 @@ Two workloads, each a real corpus written to a temporary directory:
 "bare decode" decodes every image at full size in a plain loop on one core (no read,
 crop or batching). "pipeline" is `make_pretrain_iterator` with grain reading in the
 calling thread (num_threads=0, no worker processes), i.e. one core doing everything:
-read, parse, labels, decode (at reduced DCT scale when possible), random-resized crop,
-flip, batch. Rounds alternate so that CPU contention hits both alike; medians reported.
+read, parse, labels, decode (only the crop, through weaksup.jpeg_region, and at a reduced
+DCT scale when possible), random-resized crop, flip, batch. Rounds alternate so that CPU contention hits both alike; medians reported.
 Targets: pipeline >= 0.7x bare decode at 224 px; demo >= 3x the ~100-300 img/s the demo
 trainer consumes.
 
@@ -126,6 +126,10 @@ def main(argv: list[str]) -> int:
             ("demo 64px JPEG -> 48px", Path(tmp) / "demo", 48, 128),
             ("photo 500x375 JPEG -> 224px", write(Path(tmp) / "photo", photo_posts(160, rng), rng), 224, 32),
         ]
+        from weaksup import jpeg_region
+
+        reason = jpeg_region.unavailable_reason()
+        print("region JPEG decoder: " + ("built" if reason is None else f"NOT available ({reason})"))
         print(f"{'workload':<30} {'bare decode img/s':>18} {'pipeline img/s/core':>20} {'ratio':>7}")
         for name, corpus, size, batch in workloads:
             c = Corpus(corpus)

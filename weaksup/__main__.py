@@ -12,6 +12,7 @@ import sys
 # command -> (module, description). Each module exposes `main(argv: list[str]) -> int`.
 COMMANDS: dict[str, tuple[str, str]] = {
     "wordnet": ("weaksup.wordnet", "install / inspect WordNet 3.0 and its compiled index"),
+    "jpeg": ("weaksup.jpeg_region", "build / check the region JPEG decoder (libjpeg-turbo)"),
     "resolve": ("weaksup.hashtags.cli", "resolve hashtags to WordNet synsets (JSON lines)"),
     "corpus": ("weaksup.corpus.cli", "build or inspect an ArrayRecord hashtag corpus"),
     "vocab": ("weaksup.hashtags.vocab_cli", "build a label-space vocabulary from a corpus"),
