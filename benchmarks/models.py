@@ -2,12 +2,14 @@
 
 One run, side by side (so CPU contention affects every figure alike):
 
-1. The grouped 3x3 convolution of the demo model's first ResNeXt stage (resnext_tiny
-   stage 1: 64 channels in 8 groups, 32x32, batch 128), forward + backward (input and
-   kernel gradients): the CPU fast path, XLA's native feature_group_count, and dense
-   convolutions of equal useful FLOPs (16 -> 32 and 32 -> 16 channels: 9*16*32 = 9*64*64/8
-   MACs per pixel). Targets: fast >= 10x native, fast >= 50% of the dense useful-FLOP rate.
-2. The whole grouped bottleneck block (1x1 -> grouped 3x3 -> 1x1 + BN), fast vs native.
+1. The grouped 3x3 convolution of each stage of the demo model (resnext_tiny on 32 px
+   pictures: after the pooled stem, 64 channels in 8 groups at 16x16, 128 at 8x8, 256 at
+   4x4; the stride-1 convolution of each stage's second block), batch 128, forward +
+   backward (input and kernel gradients): the CPU fast path, XLA's native
+   feature_group_count, and dense convolutions of equal useful FLOPs (C/4 -> C/2 and
+   C/2 -> C/4 channels: 9*C/4*C/2 = 9*C*C/8 MACs per pixel). Targets: fast >= 10x native,
+   fast >= 50% of the best dense useful-FLOP rate.
+2. The first grouped bottleneck block (1x1 -> grouped 3x3 -> 1x1 + BN), fast vs native.
 3. Training images/s (fwd + bwd + Nesterov SGD update, jitted) of the demo models at
    32 px, batch 128.
 
@@ -79,7 +81,7 @@ def bench_block(batch: int, size: int, iters: int) -> None:
     x = jax.random.normal(jax.random.key(1), (batch, size, size, 64))
     times = {}
     for impl in ("fast", "native"):
-        block = Bottleneck(planes=16, width=64, strides=1, groups=8, expansion=4, dtype=jnp.float32,
+        block = Bottleneck(planes=16, width=64, strides=1, groups=8, expansion=4, zero_init=False, dtype=jnp.float32,
                            param_dtype=jnp.float32, bn_groups=0, conv_impl=impl)
         variables = jax.jit(lambda x: block.init(jax.random.key(0), x, train=False))(x)
 
@@ -140,8 +142,10 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="skip the native-path training step")
     args = parser.parse_args()
     print(f"JAX {jax.__version__}, backend {jax.default_backend()}, {jax.device_count()} device(s)")
-    bench_grouped_conv(args.batch, args.image_size, 64, 8, args.iters)
-    bench_block(args.batch, args.image_size, args.iters)
+    # resnext_tiny's stages: the stem pools to 1/2 of the picture side, stages 2-3 halve it again.
+    for k, channels in enumerate((64, 128, 256)):
+        bench_grouped_conv(args.batch, args.image_size // 2 ** (k + 1), channels, 8, args.iters)
+    bench_block(args.batch, args.image_size // 2, args.iters)
     models = ["resnet_tiny", "resnext_tiny", "resnet_small", "resnext_small"]
     if not args.quick:
         models.append("resnext_tiny:native")

@@ -21,7 +21,8 @@ def _conv_fn(impl, groups, strides, padding):
     "cin,cout,groups,ksize,strides",
     [
         (16, 16, 8, 3, 1),  # 2 channels a group: all groups merged block-diagonally
-        (32, 64, 4, 3, 2),  # 8 in / 16 out a group, strided: two super-groups
+        (32, 32, 8, 3, 1),  # 4 a group: two block-diagonal super-groups of 16 channels
+        (32, 64, 4, 3, 2),  # 8 in / 16 out a group, strided: one dense convolution a group
         (64, 64, 2, 3, 1),  # 32 a group: plain per-group dense convolutions
         (24, 12, 3, 1, 1),  # 1x1, unequal in/out
     ],
@@ -64,7 +65,9 @@ def test_auto_picks_by_backend():
 def test_super_groups_and_block_diagonal_kernel():
     assert gc.super_group_size(8, 2) == 8
     assert gc.super_group_size(8, 4) == 4
-    assert gc.super_group_size(32, 8) == 2
+    assert gc.super_group_size(32, 8) == 1
+    assert gc.super_group_size(32, 4) == 4
+    assert gc.super_group_size(4, 2) == 4  # never more than all the groups
     assert gc.super_group_size(8, 32) == 1
     k = jnp.arange(1 * 1 * 2 * 4, dtype=jnp.float32).reshape(1, 1, 2, 4) + 1
     dense = gc.block_diagonal_kernel(k, groups=2)[0, 0]
