@@ -94,3 +94,33 @@ def test_bad_inputs():
         fit_logistic(x, y[:10], 5, 1e-3)
     with pytest.raises(ValueError, match="empty L2 grid"):
         linear_probe((x, y), (x, y), None, 5, l2_grid=())
+
+
+def test_line_search_finds_the_minimum_along_a_direction():
+    import jax.numpy as jnp
+
+    from weaksup.evaluators import linear_probe as lp
+
+    rng = np.random.default_rng(0)
+    n, c, d = 500, 7, 5
+    z = jnp.asarray(rng.normal(size=(n, c)), jnp.float32)
+    u = jnp.asarray(rng.normal(size=(n, c)) * 3, jnp.float32)
+    y = jnp.asarray(rng.integers(0, c, n), jnp.int32)
+    w = jnp.asarray(rng.normal(size=(d, c)), jnp.float32)
+    dw = jnp.asarray(rng.normal(size=(d, c)), jnp.float32)
+    l2 = 1e-2
+
+    def phi(t):
+        return float(lp._data_loss(z + t * u, y) + 0.5 * l2 * jnp.sum((w + t * dw) ** 2))
+
+    ts = np.linspace(-2, 2, 4001)
+    values = np.array([phi(t) for t in ts])
+    t_star, phi_star = ts[values.argmin()], values.min()
+    if t_star < 0:  # make d a descent direction
+        u, dw, t_star = -u, -dw, -t_star
+    eps = 1e-3
+    slope0 = (phi(eps) - phi(-eps)) / (2 * eps)
+    assert slope0 < 0
+    t, value = lp._line_search(z, u, y, l2, w, dw, jnp.float32(phi(0.0)), jnp.float32(slope0), 1.0, 20)
+    assert abs(float(value) - phi(float(t))) < 1e-4  # reports phi at the t it returns
+    assert phi(float(t)) - phi_star <= 0.1 * (phi(0.0) - phi_star)
