@@ -12,9 +12,9 @@ resampling for 150k images (12 min), then runs the linear probe, few-shot ridge 
 fine-tuning on the target from the pretrained trunk and from random initialisation
 (11 min). Results: runs/demo/results.json.
 
-Measured (2 CPU cores, README "Results"): linear-probe test top-1 35.24% pretrained
-against 8.01% from random initialisation (+27.2 points); fine-tuning 34.80% against
-13.88%; 25-shot ridge 27.83% against 8.37%.
+Measured (2 CPU cores, README "Results"): linear-probe test top-1 35.69% pretrained
+against 7.99% from random initialisation (+27.7 points); fine-tuning 36.62% against
+14.60%; 25-shot ridge 28.22% against 8.37%.
 
 Arguments (`configs/emojigram_demo.py:key=value,...`), also used by the ablations:
   posts=N        corpus size (default 100000)
