@@ -134,29 +134,39 @@ def _dct_scale(height: int, width: int, min_side: int, crop_fraction: float) -> 
     return next((n for n in (1, 2, 3, 4) if math.ceil(short * n / 8) >= need), 8)
 
 
-def decode_box(data: bytes, box: tuple[float, float, float, float], min_side: int = 0) -> np.ndarray:
+def _scaled_pixel_box(
+    box: tuple[float, float, float, float], h: int, w: int, sh: int, sw: int
+) -> tuple[int, int, int, int]:
+    """`box` in an h x w picture -> whole pixels of the same box in that picture at sh x sw."""
+    sy, sx = sh / h, sw / w
+    return _pixel_box((box[0] * sx, box[1] * sy, box[2] * sx, box[3] * sy), sh, sw)
+
+
+def decode_box(
+    data: bytes, box: tuple[float, float, float, float], min_side: int = 0,
+    shape: tuple[int, int] | None = None,
+) -> np.ndarray:
     """The pixels of `box` (left, top, right, bottom in full-size picture coordinates): uint8 RGB.
 
     A JPEG decodes at the coarsest DCT scale that keeps >= `min_side` pixels on the box's
     shorter side, and only the box itself when the region decoder (weaksup.jpeg_region) is
     built; otherwise, and for every other format, the whole picture decodes and is sliced.
-    Both ways give the same pixels.
+    Both ways give the same pixels. `shape` is the picture's (height, width) when the
+    caller has already read the header.
     """
-    h, w = image_size(data)
+    h, w = image_size(data) if shape is None else shape
     crop_fraction = min(box[2] - box[0], box[3] - box[1]) / max(1, min(h, w))
     if data[:3] == _JPEG_MAGIC and jpeg_region.available():
         n = _dct_scale(h, w, min_side, crop_fraction)
         sh, sw = jpeg_region.scaled_size(h, w, n)
-        sy, sx = sh / h, sw / w
-        left, top, right, bottom = _pixel_box((box[0] * sx, box[1] * sy, box[2] * sx, box[3] * sy), sh, sw)
+        left, top, right, bottom = _scaled_pixel_box(box, h, w, sh, sw)
         try:
             return jpeg_region.decode_region(data, left, top, right, bottom, scale_num=n, height=sh, width=sw)
         except jpeg_region.RegionDecodeError:
             pass  # CMYK, corrupt data warnings, ...: the whole-picture path decides
     img = decode(data, min_side=min_side, crop_fraction=crop_fraction)
     # The decoder may have reduced the picture; scale the box to the decoded pixels.
-    sy, sx = img.shape[0] / h, img.shape[1] / w
-    left, top, right, bottom = _pixel_box((box[0] * sx, box[1] * sy, box[2] * sx, box[3] * sy), *img.shape[:2])
+    left, top, right, bottom = _scaled_pixel_box(box, h, w, *img.shape[:2])
     return img[top:bottom, left:right]
 
 
@@ -211,7 +221,7 @@ def train_crop(data: bytes, size: int, rng: np.random.Generator, min_area: float
     h, w = image_size(data)
     box = random_resized_crop_box(h, w, rng, area=(min_area, 1.0))
     flip = rng.random() < 0.5
-    out = _resize(decode_box(data, box, min_side=size), size)
+    out = _resize(decode_box(data, box, min_side=size, shape=(h, w)), size)
     return cv2.flip(out, 1) if flip else out
 
 
@@ -227,15 +237,17 @@ def train_crop_array(img: np.ndarray, size: int, rng: np.random.Generator, min_a
 def eval_crop(data: bytes, size: int, crop_fraction: float = 0.875) -> np.ndarray:
     """Decode -> centre crop of `crop_fraction` of the shorter side -> resize: uint8."""
     h, w = image_size(data)
-    side = min(h, w) * crop_fraction
-    top, left = (h - side) / 2, (w - side) / 2
-    return _resize(decode_box(data, (left, top, left + side, top + side), min_side=size), size)
+    return _resize(decode_box(data, _center_box(h, w, crop_fraction), min_side=size, shape=(h, w)), size)
 
 
 def center_crop(img: np.ndarray, size: int, crop_fraction: float = 0.875) -> np.ndarray:
     """Centre crop of an already decoded uint8 image (H, W, 3), resized to size x size."""
     img = _rgb(img)
-    h, w = img.shape[:2]
+    return _resize_box(img, _center_box(*img.shape[:2], crop_fraction), size)
+
+
+def _center_box(h: int, w: int, crop_fraction: float) -> tuple[float, float, float, float]:
+    """The centred square holding `crop_fraction` of the shorter side."""
     side = min(h, w) * crop_fraction
     top, left = (h - side) / 2, (w - side) / 2
-    return _resize_box(img, (left, top, left + side, top + side), size)
+    return left, top, left + side, top + side
