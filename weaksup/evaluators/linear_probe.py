@@ -89,8 +89,12 @@ def _check_inputs(x: Any, y: Any, num_classes: int) -> tuple[jax.Array, jax.Arra
 
 
 def _data_loss(z: jax.Array, y: jax.Array) -> jax.Array:
-    lse = jax.nn.logsumexp(z, axis=-1)
-    return jnp.mean(lse - jnp.take_along_axis(z, y[:, None], axis=1)[:, 0])
+    return jnp.mean(jax.nn.logsumexp(z, axis=-1) - _picked(z, y))
+
+
+def _picked(z: jax.Array, y: jax.Array) -> jax.Array:
+    """z[i, y_i] for every row i."""
+    return jnp.take_along_axis(z, y[:, None], axis=1)[:, 0]
 
 
 class _Solver(NamedTuple):
@@ -128,11 +132,11 @@ def _line_search(z, u, y, l2, w, dw, f0, slope0, t0, max_steps: int):
     and phi'' in one pass over the cached (N, C) logits (never a matmul) and keeps the
     bracket [lo, hi] with phi'(lo) < 0 <= phi'(hi). Until hi is known the next point is
     Newton's; then the minimiser of the cubic through phi, phi' at both ends (kept off the
-    ends), as in More-Thuente. Stops when |phi'| falls below 1e-3 |phi'(0)| or the bracket
-    below 1e-3 of its end. Returns the best t and phi(t).
+    ends), as in More-Thuente. Stops at a point meeting the strong Wolfe conditions
+    (sufficient decrease, |phi'| <= CURVATURE |phi'(0)|), when the bracket shrinks below
+    1e-3 of its end, or after max_steps. Returns the best t seen and phi(t).
     """
-    uy = jnp.take_along_axis(u, y[:, None], axis=1)[:, 0]
-    zy = jnp.take_along_axis(z, y[:, None], axis=1)[:, 0]
+    uy, zy = _picked(u, y), _picked(z, y)
     ww, wd, dd = jnp.sum(w * w), jnp.sum(w * dw), jnp.sum(dw * dw)
 
     def stats(t):
@@ -213,27 +217,27 @@ def _direction(g: jax.Array, s_hist: jax.Array, y_hist: jax.Array, rho: jax.Arra
     return -jax.lax.fori_loop(0, m, second, r)
 
 
-@functools.partial(jax.jit, static_argnames=("num_classes", "max_iter", "memory", "newton_steps", "mm_dtype", "warm"))
-def _solve(theta0: jax.Array, x: jax.Array, xt: jax.Array, y: jax.Array, l2: jax.Array, gtol: jax.Array, ftol: jax.Array, *,
-           num_classes: int, max_iter: int, memory: int, newton_steps: int, mm_dtype, warm: bool):
-    """The whole fit as one XLA program: start point, then L-BFGS with exact line searches.
+@functools.partial(jax.jit, static_argnames=("num_classes", "max_iter", "memory", "line_search_steps", "mm_dtype", "warm"))
+def _solve(theta0: jax.Array, x: jax.Array, xm: jax.Array, xt: jax.Array, y: jax.Array, l2: jax.Array, gtol: jax.Array, ftol: jax.Array, *,
+           num_classes: int, max_iter: int, memory: int, line_search_steps: int, mm_dtype, warm: bool):
+    """The whole fit as one XLA program: start point, then L-BFGS with strong-Wolfe line searches.
 
     Every iteration costs two matmuls over the features (the direction's logits
     u = x @ d and the gradient x^T r); the line search works on the cached logits.
-    `xt` is x^T in the matmul dtype, materialised by the caller: XLA:CPU runs x^T @ r
-    3x faster from a transposed copy than by transposing on the fly.
+    `xm` is x in the matmul dtype and `xt` its transpose, materialised by the caller:
+    XLA:CPU runs x^T @ r 3x faster from a transposed copy than by transposing on the fly.
     Without a warm start the start point is itself a line search, from the log-prior
     classifier along the nearest-class-mean direction (w = mu_c, b = -|mu_c|^2 / 2).
     """
     n, dim = x.shape
     c = num_classes
-    xm = x.astype(mm_dtype)  # cast once; both matmuls read it
     split = lambda v: (v[: dim * c].reshape(dim, c), v[dim * c:])  # noqa: E731
     counts = jnp.zeros(c, jnp.float32).at[y].add(1.0)
     log_prior = jnp.log(jnp.maximum(counts, 1.0) / n)
     if warm:
         w, b = split(theta0)
         z = _matmul(xm, w, mm_dtype) + b
+        f = _data_loss(z, y) + 0.5 * l2 * jnp.sum(w * w)
     else:
         sums = jax.ops.segment_sum(x, y, num_segments=c)
         means = sums / jnp.maximum(counts, 1.0)[:, None]  # (C, D)
@@ -242,12 +246,11 @@ def _solve(theta0: jax.Array, x: jax.Array, xt: jax.Array, y: jax.Array, l2: jax
         z0 = jnp.broadcast_to(log_prior, (n, c))
         u = _matmul(xm, dw, mm_dtype) + db
         # phi'(0): at the log-prior classifier the softmax is the prior itself.
-        slope0 = jnp.mean(u @ jnp.exp(log_prior) - jnp.take_along_axis(u, y[:, None], axis=1)[:, 0])
-        t, _ = _line_search(z0, u, y, l2, w, dw, _data_loss(z0, y), slope0, 0.0, newton_steps)
+        slope0 = jnp.mean(u @ jnp.exp(log_prior) - _picked(u, y))
+        t, f = _line_search(z0, u, y, l2, w, dw, _data_loss(z0, y), slope0, 0.0, line_search_steps)
         w, b = t * dw, log_prior + t * db
         z = z0 + t * u
     theta = jnp.concatenate([w.ravel(), b])
-    f = _data_loss(z, y) + 0.5 * l2 * jnp.sum(w * w)
     g = _gradient(xt, y, z, w, l2, mm_dtype)
     p = theta.shape[0]
     state = _Solver(theta, z, f, g, jnp.zeros((memory, p)), jnp.zeros((memory, p)), jnp.zeros(memory),
@@ -267,7 +270,7 @@ def _solve(theta0: jax.Array, x: jax.Array, xt: jax.Array, y: jax.Array, l2: jax
         w, _ = split(st.theta)
         dw, db = split(d)
         u = _matmul(xm, dw, mm_dtype) + db
-        t, f_new = _line_search(st.z, u, y, l2, w, dw, st.f, jnp.dot(d, st.g), 1.0, newton_steps)
+        t, f_new = _line_search(st.z, u, y, l2, w, dw, st.f, jnp.dot(d, st.g), 1.0, line_search_steps)
         theta = st.theta + t * d
         z = st.z + t * u
         g = _gradient(xt, y, z, split(theta)[0], l2, mm_dtype)
@@ -290,8 +293,10 @@ def _solve(theta0: jax.Array, x: jax.Array, xt: jax.Array, y: jax.Array, l2: jax
 
 
 @functools.partial(jax.jit, static_argnames=("mm_dtype",))
-def _transposed(x: jax.Array, mm_dtype) -> jax.Array:
-    return x.astype(mm_dtype).T  # a jit output is materialised in row-major layout
+def _matmul_operands(x: jax.Array, mm_dtype) -> tuple[jax.Array, jax.Array]:
+    """x cast once to the matmul dtype, and its transpose (jit outputs are materialised row-major)."""
+    xm = x.astype(mm_dtype)
+    return xm, xm.T
 
 
 def fit_logistic(
@@ -306,7 +311,7 @@ def fit_logistic(
     ftol: float = 1e-4,
     matmul_dtype: str = "bfloat16",
     memory: int = 10,
-    newton_steps: int = 10,
+    line_search_steps: int = 10,
 ) -> LogisticFit:
     """Fits multinomial logistic regression on (standardised) features.
 
@@ -318,7 +323,7 @@ def fit_logistic(
       gtol, ftol: stop when max |grad| <= gtol or the relative decrease of the objective
         in one iteration drops below ftol.
       matmul_dtype: operand dtype of the two big matmuls ("bfloat16" or "float32").
-      memory: L-BFGS history length; newton_steps: most Newton steps of a line search.
+      memory: L-BFGS history length; line_search_steps: most steps of one line search.
     """
     x, y = _check_inputs(x, y, num_classes)
     if init is None:
@@ -326,10 +331,10 @@ def fit_logistic(
     else:
         theta0 = jnp.concatenate([jnp.asarray(init.weights, jnp.float32).ravel(), jnp.asarray(init.bias, jnp.float32)])
     mm = jnp.dtype(matmul_dtype)
-    xt = _transposed(x, mm)
+    xm, xt = _matmul_operands(x, mm)
     w, b, it, value = _solve(
-        theta0, x, xt, y, jnp.float32(l2), jnp.float32(gtol), jnp.float32(ftol), num_classes=num_classes,
-        max_iter=int(max_iter), memory=int(memory), newton_steps=int(newton_steps),
+        theta0, x, xm, xt, y, jnp.float32(l2), jnp.float32(gtol), jnp.float32(ftol), num_classes=num_classes,
+        max_iter=int(max_iter), memory=int(memory), line_search_steps=int(line_search_steps),
         mm_dtype=mm, warm=init is not None,
     )
     return LogisticFit(
