@@ -46,7 +46,7 @@ def test_matches_sklearn_optimum(matmul_dtype):
         np.testing.assert_allclose(fit.weights, ref.coef_.T, atol=2e-3)
 
 
-def test_default_stopping_is_accurate_and_starts_near_class_means():
+def test_default_stopping_is_accurate_and_starts_at_the_log_prior():
     x, y = _blobs(2000, dim=32, classes=10, sep=0.35)
     xt, yt = _blobs(2000, dim=32, classes=10, sep=0.35, seed=1)
     std = Standardizer.fit(x)
@@ -55,9 +55,36 @@ def test_default_stopping_is_accurate_and_starts_near_class_means():
     ref = LogisticRegression(C=1.0 / (l2 * len(y)), tol=1e-8, max_iter=5000).fit(x, y)
     fit = fit_logistic(x, y, 10, l2)  # default tolerances
     assert abs(topk_accuracy(fit.logits(xt), yt, 1) - ref.score(xt, yt)) <= 0.01
-    zero_iters = fit_logistic(x, y, 10, l2, init=None, max_iter=0)
-    assert zero_iters.iterations <= 1  # the start point alone is already a classifier
-    assert topk_accuracy(zero_iters.logits(xt), yt, 1) > 0.5
+    start = fit_logistic(x, y, 10, l2, init=None, max_iter=0)
+    assert start.iterations == 0
+    np.testing.assert_array_equal(start.weights, 0.0)
+    np.testing.assert_allclose(start.bias, np.log(np.bincount(y, minlength=10) / len(y)), rtol=1e-6)
+    np.testing.assert_allclose(start.loss, _objective(x, y, start.weights, start.bias, l2), rtol=1e-5)
+
+
+def test_start_gradient_without_a_matmul_is_the_gradient():
+    # With a class absent from the labels the log-prior bias is not a normalised prior,
+    # which the closed-form gradient at the start has to allow for.
+    import jax
+    import jax.numpy as jnp
+
+    from weaksup.evaluators import linear_probe as lp
+
+    x, y = _blobs(40, dim=6, classes=4, sep=0.5)
+    classes, l2 = 8, 1e-2  # classes 4-7 never occur
+    fit = fit_logistic(x, y, classes, l2, max_iter=1, gtol=0.0, ftol=0.0)
+
+    def objective(theta):
+        w, b = theta[: 6 * classes].reshape(6, classes), theta[6 * classes:]
+        return lp._data_loss(jnp.asarray(x) @ w + b, jnp.asarray(y)) + 0.5 * l2 * jnp.sum(w * w)
+
+    counts = np.bincount(y, minlength=classes)
+    theta0 = jnp.concatenate([jnp.zeros(6 * classes), jnp.log(np.maximum(counts, 1) / len(y)).astype(np.float32)])
+    # The first step goes along -g from the start: it must be parallel to the exact gradient.
+    g = np.asarray(jax.grad(objective)(theta0))
+    step = np.concatenate([fit.weights.ravel(), fit.bias]) - np.asarray(theta0)
+    np.testing.assert_allclose(step / np.linalg.norm(step), -g / np.linalg.norm(g), atol=1e-5)
+    assert fit.loss < float(objective(theta0))
 
 
 def test_topk_accuracy():
@@ -92,6 +119,8 @@ def test_bad_inputs():
         fit_logistic(x, y, 3, 1e-3)
     with pytest.raises(ValueError, match="do not match"):
         fit_logistic(x, y[:10], 5, 1e-3)
+    with pytest.raises(ValueError, match="must be integers"):
+        fit_logistic(x, y.astype(np.float32), 5, 1e-3)
     with pytest.raises(ValueError, match="empty L2 grid"):
         linear_probe((x, y), (x, y), None, 5, l2_grid=())
 
@@ -124,3 +153,20 @@ def test_line_search_finds_the_minimum_along_a_direction():
     t, value = lp._line_search(z, u, y, l2, w, dw, jnp.float32(phi(0.0)), jnp.float32(slope0), 1.0, 20)
     assert abs(float(value) - phi(float(t))) < 1e-4  # reports phi at the t it returns
     assert phi(float(t)) - phi_star <= 0.1 * (phi(0.0) - phi_star)
+
+
+@pytest.mark.parametrize("n", [1, 7, 8, 9, 24, 25])
+def test_row_block_sums_count_every_row_once(n):
+    import jax.numpy as jnp
+
+    from weaksup.evaluators import linear_probe as lp
+
+    # Block of 8 rows: n below, at, just over and at several multiples of it; the last
+    # block overlaps the one before whenever 8 does not divide n.
+    rng = np.random.default_rng(n)
+    a = rng.normal(size=(n, 3)).astype(np.float32)
+    b = rng.normal(size=(n, 3)).astype(np.float32)
+    sums = lp._row_block_sums(lambda p, q: (jnp.sum(p * q, axis=1), jnp.max(p, axis=1)),
+                              (jnp.asarray(a), jnp.asarray(b)), block=8)
+    np.testing.assert_allclose(float(sums[0]), np.sum(a * b), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(float(sums[1]), np.sum(a.max(1)), rtol=1e-5, atol=1e-5)
