@@ -72,7 +72,7 @@ def test_start_gradient_without_a_matmul_is_the_gradient():
 
     x, y = _blobs(40, dim=6, classes=4, sep=0.5)
     classes, l2 = 8, 1e-2  # classes 4-7 never occur
-    fit = fit_logistic(x, y, classes, l2, max_iter=1, gtol=0.0, ftol=0.0)
+    fit = fit_logistic(x, y, classes, l2, max_iter=1, gtol=0.0, ftol=0.0, matmul_dtype="float32")
 
     def objective(theta):
         w, b = theta[: 6 * classes].reshape(6, classes), theta[6 * classes:]

@@ -81,8 +81,11 @@ class LogisticFit:
         return jnp.asarray(x, jnp.float32) @ self.weights + self.bias
 
 
-def _check_inputs(x: Any, y: Any, num_classes: int) -> tuple[jax.Array, jax.Array]:
-    x = jnp.asarray(x, jnp.float32)
+def _check_inputs(x: Any, y: Any, num_classes: int) -> tuple[Any, jax.Array]:
+    # Host numpy stays on the host: the one copy onto the device is the cast to the
+    # matmul dtype, so an f32 copy of the features never sits beside the bf16 ones.
+    if not isinstance(x, jax.Array):
+        x = np.asarray(x)
     labels = np.asarray(y)  # checked on the host: (N,) ints, no device round trip
     if x.ndim != 2 or labels.shape != (x.shape[0],):
         raise ValueError(f"features {x.shape} and labels {labels.shape} do not match (want (N, D), (N,))")
@@ -90,6 +93,8 @@ def _check_inputs(x: Any, y: Any, num_classes: int) -> tuple[jax.Array, jax.Arra
         raise ValueError("no training examples")
     if not np.issubdtype(labels.dtype, np.integer):
         raise ValueError(f"labels must be integers, got {labels.dtype}")
+    if not (jnp.issubdtype(x.dtype, jnp.floating) or jnp.issubdtype(x.dtype, jnp.integer)):
+        raise ValueError(f"features must be numbers, got {x.dtype}")
     lo, hi = int(labels.min()), int(labels.max())
     if lo < 0 or hi >= num_classes:
         raise ValueError(f"labels span [{lo}, {hi}], outside [0, {num_classes})")
@@ -253,7 +258,7 @@ def _direction(g: jax.Array, s_hist: jax.Array, y_hist: jax.Array, rho: jax.Arra
 
 
 @functools.partial(jax.jit, static_argnames=("num_classes", "max_iter", "memory", "line_search_steps", "mm_dtype", "warm"))
-def _solve(theta0: jax.Array, x: jax.Array, xm: jax.Array, xt: jax.Array, y: jax.Array, l2: jax.Array, gtol: jax.Array, ftol: jax.Array, *,
+def _solve(theta0: jax.Array, xm: jax.Array, xt: jax.Array, y: jax.Array, l2: jax.Array, gtol: jax.Array, ftol: jax.Array, *,
            num_classes: int, max_iter: int, memory: int, line_search_steps: int, mm_dtype, warm: bool):
     """The whole fit as one XLA program: L-BFGS with strong-Wolfe line searches.
 
@@ -265,7 +270,7 @@ def _solve(theta0: jax.Array, x: jax.Array, xm: jax.Array, xt: jax.Array, y: jax
     class frequency), where the logits and the gradient need no matmul: every row's
     softmax is the same vector p0, so the weight gradient is mean(x) p0^T - class sums / n.
     """
-    n, dim = x.shape
+    n, dim = xm.shape
     c = num_classes
     split = lambda v: (v[: dim * c].reshape(dim, c), v[dim * c:])  # noqa: E731
     if warm:
@@ -277,7 +282,7 @@ def _solve(theta0: jax.Array, x: jax.Array, xm: jax.Array, xt: jax.Array, y: jax
     else:
         counts = jnp.zeros(c, jnp.float32).at[y].add(1.0)
         b = jnp.log(jnp.maximum(counts, 1.0) / n)  # an absent class gets a tiny prior, not -inf
-        sums = jax.ops.segment_sum(x, y, num_segments=c)  # (C, D)
+        sums = jax.ops.segment_sum(xm.astype(jnp.float32), y, num_segments=c)  # (C, D), f32 sums
         p0 = jax.nn.softmax(b)
         gw = jnp.sum(sums, axis=0)[:, None] / n * p0[None, :] - sums.T / n
         z = jnp.broadcast_to(b, (n, c))
@@ -328,7 +333,7 @@ def _solve(theta0: jax.Array, x: jax.Array, xm: jax.Array, xt: jax.Array, y: jax
 
 
 @functools.partial(jax.jit, static_argnames=("mm_dtype",))
-def _matmul_operands(x: jax.Array, mm_dtype) -> tuple[jax.Array, jax.Array]:
+def _matmul_operands(x: jax.Array | np.ndarray, mm_dtype) -> tuple[jax.Array, jax.Array]:
     """x cast once to the matmul dtype, and its transpose (jit outputs are materialised row-major)."""
     xm = x.astype(mm_dtype)
     return xm, xm.T
@@ -368,7 +373,7 @@ def fit_logistic(
     mm = jnp.dtype(matmul_dtype)
     xm, xt = _matmul_operands(x, mm)
     w, b, it, value = _solve(
-        theta0, x, xm, xt, y, jnp.float32(l2), jnp.float32(gtol), jnp.float32(ftol), num_classes=num_classes,
+        theta0, xm, xt, y, jnp.float32(l2), jnp.float32(gtol), jnp.float32(ftol), num_classes=num_classes,
         max_iter=int(max_iter), memory=int(memory), line_search_steps=int(line_search_steps),
         mm_dtype=mm, warm=init is not None,
     )
