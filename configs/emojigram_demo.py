@@ -1,6 +1,6 @@
 """The EmojiGram demo: hashtag pretraining of a small ResNeXt on CPU, then transfer.
 
-The whole experiment, set-up included, on a 2-core machine in about 26 minutes:
+The whole experiment, set-up included, on a 2-core machine in about 25 minutes:
 
     make demo                      # = python -m weaksup demo --workdir runs/demo
 
@@ -13,7 +13,7 @@ fine-tuning on the target from the pretrained trunk and from random initialisati
 (11 min). Results: runs/demo/results.json.
 
 Measured (2 CPU cores, README "Results"): linear-probe test top-1 35.69% pretrained
-against 7.99% from random initialisation (+27.7 points); fine-tuning 36.62% against
+against 8.00% from random initialisation (+27.7 points); fine-tuning 36.62% against
 14.60%; 25-shot ridge 28.22% against 8.37%.
 
 Arguments (`configs/emojigram_demo.py:key=value,...`), also used by the ablations:
