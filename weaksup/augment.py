@@ -81,7 +81,7 @@ def decode(data: bytes, min_side: int = 0, crop_fraction: float = 1.0) -> np.nda
             kwargs = {}
             if min_side > 0:
                 h, w, _, _ = simplejpeg.decode_jpeg_header(data)
-                need = math.ceil(min_side / max(crop_fraction, 1e-6))
+                need = _decoded_side(min_side, crop_fraction)
                 # Only the shorter side constrains; libjpeg-turbo scales are n/8, and
                 # min_factor=2 keeps it off the slow scales between 1/2 and 1.
                 kwargs = dict(min_height=need if h <= w else 0, min_width=need if w < h else 0, min_factor=2)
@@ -123,13 +123,18 @@ def _resize_box(img: np.ndarray, box: tuple[float, float, float, float], size: i
     return _resize(img[top:bottom, left:right], size)
 
 
+def _decoded_side(min_side: int, crop_fraction: float) -> int:
+    """Pixels the picture's shorter side needs so that a crop of `crop_fraction` of it keeps `min_side`."""
+    return math.ceil(min_side / max(crop_fraction, 1e-6))
+
+
 def _dct_scale(height: int, width: int, min_side: int, crop_fraction: float) -> int:
     """Numerator n of the coarsest DCT scale n/8 at which a crop covering `crop_fraction` of
     each side keeps >= `min_side` pixels per side; the choice simplejpeg makes for
     `decode(min_side=...)` (n in 1..4, or 8: the scales between 1/2 and 1 are slow)."""
     if min_side <= 0:
         return 8
-    need = math.ceil(min_side / max(crop_fraction, 1e-6))
+    need = _decoded_side(min_side, crop_fraction)
     short = min(height, width)
     return next((n for n in (1, 2, 3, 4) if math.ceil(short * n / 8) >= need), 8)
 

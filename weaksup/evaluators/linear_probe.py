@@ -257,23 +257,24 @@ def _direction(g: jax.Array, s_hist: jax.Array, y_hist: jax.Array, rho: jax.Arra
     return -jax.lax.fori_loop(0, m, second, r)
 
 
-@functools.partial(jax.jit, static_argnames=("num_classes", "max_iter", "memory", "line_search_steps", "mm_dtype", "warm"))
-def _solve(theta0: jax.Array, xm: jax.Array, xt: jax.Array, y: jax.Array, l2: jax.Array, gtol: jax.Array, ftol: jax.Array, *,
-           num_classes: int, max_iter: int, memory: int, line_search_steps: int, mm_dtype, warm: bool):
+@functools.partial(jax.jit, static_argnames=("num_classes", "max_iter", "memory", "line_search_steps", "mm_dtype"))
+def _solve(theta0: jax.Array | None, xm: jax.Array, xt: jax.Array, y: jax.Array, l2: jax.Array, gtol: jax.Array, ftol: jax.Array, *,
+           num_classes: int, max_iter: int, memory: int, line_search_steps: int, mm_dtype):
     """The whole fit as one XLA program: L-BFGS with strong-Wolfe line searches.
 
     Every iteration costs two matmuls over the features (the direction's logits
     u = x @ d and the gradient x^T r); the line search works on the cached logits.
     `xm` is x in the matmul dtype and `xt` its transpose, materialised by the caller:
     XLA:CPU runs x^T @ r 3x faster from a transposed copy than by transposing on the fly.
-    Without a warm start the fit starts at the log-prior classifier (w = 0, b = log
-    class frequency), where the logits and the gradient need no matmul: every row's
-    softmax is the same vector p0, so the weight gradient is mean(x) p0^T - class sums / n.
+    `theta0` is a warm start; without one (None) the fit starts at the log-prior
+    classifier (w = 0, b = log class frequency), where the logits and the gradient need
+    no matmul: every row's softmax is the same vector p0, so the weight gradient is
+    mean(x) p0^T - class sums / n.
     """
     n, dim = xm.shape
     c = num_classes
     split = lambda v: (v[: dim * c].reshape(dim, c), v[dim * c:])  # noqa: E731
-    if warm:
+    if theta0 is not None:
         w, b = split(theta0)
         z = _matmul(xm, w, mm_dtype) + b
         f = _data_loss(z, y) + 0.5 * l2 * jnp.sum(w * w)
@@ -366,16 +367,15 @@ def fit_logistic(
       memory: L-BFGS history length; line_search_steps: most steps of one line search.
     """
     x, y = _check_inputs(x, y, num_classes)
-    if init is None:
-        theta0 = jnp.zeros(x.shape[1] * num_classes + num_classes, jnp.float32)
-    else:
+    theta0 = None
+    if init is not None:
         theta0 = jnp.concatenate([jnp.asarray(init.weights, jnp.float32).ravel(), jnp.asarray(init.bias, jnp.float32)])
     mm = jnp.dtype(matmul_dtype)
     xm, xt = _matmul_operands(x, mm)
     w, b, it, value = _solve(
         theta0, xm, xt, y, jnp.float32(l2), jnp.float32(gtol), jnp.float32(ftol), num_classes=num_classes,
         max_iter=int(max_iter), memory=int(memory), line_search_steps=int(line_search_steps),
-        mm_dtype=mm, warm=init is not None,
+        mm_dtype=mm,
     )
     return LogisticFit(
         weights=np.asarray(w),

@@ -4,7 +4,7 @@
  * only for the iMCU columns that hold them), rows above it through jpeg_skip_scanlines
  * (entropy-decoded, not reconstructed), and decoding stops at its last row: the
  * decode_and_crop_jpeg of TensorFlow, for a random-resized crop that keeps on average
- * about half of the picture.  Built by `python -m weaksup.jpeg_region build`; called
+ * about half of the picture.  Built by `python -m weaksup jpeg build`; called
  * through ctypes, which releases the GIL for the call.
  */
 #include <setjmp.h>
