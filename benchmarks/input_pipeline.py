@@ -9,7 +9,8 @@ Two workloads, each a real corpus written to a temporary directory:
 crop or batching). "pipeline" is `make_pretrain_iterator` with grain reading in the
 calling thread (num_threads=0, no worker processes), i.e. one core doing everything:
 read, parse, labels, decode (only the crop, through weaksup.jpeg_region, and at a reduced
-DCT scale when possible), random-resized crop, flip, batch. Rounds alternate so that CPU contention hits both alike; medians reported.
+DCT scale when possible), random-resized crop, flip, batch. Rounds alternate so that CPU
+contention hits both alike; medians reported.
 Targets: pipeline >= 0.7x bare decode at 224 px; demo >= 3x the ~100-300 img/s the demo
 trainer consumes.
 
