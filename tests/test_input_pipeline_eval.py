@@ -85,16 +85,20 @@ def test_finetune_iterator_shuffles_repeats_and_resumes(data_dir):
 
 
 def test_finetune_crop_min_area_reaches_the_crop_and_is_validated(data_dir, monkeypatch):
+    # Only crops of this test's own size count: prefetch threads of iterators from other
+    # tests may still be cropping (at the default area) while the spy is installed.
+    size = 10
     seen = []
     for name in ("train_crop", "train_crop_array"):
         real = getattr(ip.augment, name)
 
-        def spy(img, size, rng, min_area=0.08, _real=real):
-            seen.append(min_area)
-            return _real(img, size, rng, min_area)
+        def spy(img, out_size, rng, min_area=0.08, _real=real):
+            if out_size == size:
+                seen.append(min_area)
+            return _real(img, out_size, rng, min_area)
 
         monkeypatch.setattr(ip.augment, name, spy)
-    next(_finetune(data_dir, crop_min_area=0.5))
+    next(_finetune(data_dir, crop_min_area=0.5, image_size=size))
     assert seen and set(seen) == {0.5}
     for bad in (0.0, 1.5):
         with pytest.raises(ValueError, match="crop_min_area"):
