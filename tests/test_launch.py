@@ -245,7 +245,8 @@ distributed.add_arguments(p)
 args, _ = p.parse_known_args(sys.argv[1:])
 assert distributed.initialize(distributed.from_namespace(args))
 total = multihost_utils.process_allgather(np.array([jax.process_index() + 1]))
-print("devices", jax.local_device_count(), jax.device_count(), "sum", int(total.sum()))
+# one write: gloo's own threads print to the same stdout and would split a multi-part print
+sys.stdout.write(f"devices {jax.local_device_count()} {jax.device_count()} sum {int(total.sum())}\\n")
 """
 
 
