@@ -99,34 +99,37 @@ def main() -> None:
     p.add_argument("--sklearn-max-iter", type=int, default=1000)
     p.add_argument("--sklearn-tols", default="1e-4,1e-6",
                    help="sklearn tolerances to run: its default 1e-4, and a tight one that reaches the optimum")
-    p.add_argument("--matmul-dtype", default="bfloat16")
+    p.add_argument("--matmul-dtype", default="auto",
+                   help="bfloat16 | float16 | float32 | auto (the fastest on this machine, as the probe picks it)")
     p.add_argument("--skip-sklearn", action="store_true")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args()
 
     import jax
 
-    from weaksup.evaluators.linear_probe import Standardizer, fit_logistic, topk_accuracy
+    from weaksup.evaluators.linear_probe import Standardizer, default_matmul_dtype, fit_logistic, topk_accuracy
 
     (xtr, ytr), (xte, yte) = make_features(args.n, args.n_test, args.dim, args.classes, args.sep, args.seed)
     std = Standardizer.fit(xtr)
     xtr = np.asarray(std(xtr))
     xte = np.asarray(std(xte))
     l2 = args.l2
+    mm_dtype = default_matmul_dtype() if args.matmul_dtype == "auto" else args.matmul_dtype
     print(f"features {args.n} x {args.dim}, {args.classes} classes, test {args.n_test}, "
-          f"l2 {l2:.3g} (sklearn C {1.0 / (l2 * args.n):.3g}), {jax.device_count()} JAX devices",
+          f"l2 {l2:.3g} (sklearn C {1.0 / (l2 * args.n):.3g}), {jax.device_count()} JAX devices, "
+          f"matmuls in {mm_dtype}",
           flush=True)
 
     t0 = time.perf_counter()
-    fit = fit_logistic(xtr, ytr, args.classes, l2, matmul_dtype=args.matmul_dtype)
+    fit = fit_logistic(xtr, ytr, args.classes, l2, matmul_dtype=mm_dtype)
     t_jax = time.perf_counter() - t0
     acc_jax = topk_accuracy(fit.logits(xte), yte, 1)
     print(f"weaksup  : {t_jax:8.2f} s  iterations {fit.iterations:4d}  passes {2 * fit.iterations:4d}  "
           f"loss {fit.loss:.5f}  test top-1 {100 * acc_jax:.2f}%", flush=True)
     if args.skip_sklearn:
         return
-    print(f"one matmul {args.n} x {args.dim} x {args.classes}: JAX {args.matmul_dtype} "
-          f"{matmul_seconds(xtr, args.classes, args.matmul_dtype):.2f} s, numpy float32 "
+    print(f"one matmul {args.n} x {args.dim} x {args.classes}: JAX {mm_dtype} "
+          f"{matmul_seconds(xtr, args.classes, mm_dtype):.2f} s, numpy float32 "
           f"{matmul_seconds(xtr, args.classes, 'numpy'):.2f} s", flush=True)
 
     from sklearn.exceptions import ConvergenceWarning

@@ -1,5 +1,7 @@
 """Linear probe: the JAX L-BFGS solver reaches scikit-learn's optimum; the sweep picks L2 on val."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from sklearn.linear_model import LogisticRegression
@@ -121,8 +123,21 @@ def test_bad_inputs():
         fit_logistic(x, y[:10], 5, 1e-3)
     with pytest.raises(ValueError, match="must be integers"):
         fit_logistic(x, y.astype(np.float32), 5, 1e-3)
+    with pytest.raises(ValueError, match="matmul_dtype must be"):
+        fit_logistic(x, y, 5, 1e-3, matmul_dtype="int8")
     with pytest.raises(ValueError, match="empty L2 grid"):
         linear_probe((x, y), (x, y), None, 5, l2_grid=())
+
+
+def test_auto_matmul_dtype_is_bfloat16_only_where_it_is_fast():
+    import jax
+
+    from weaksup.evaluators.linear_probe import default_matmul_dtype
+
+    assert jax.default_backend() == "cpu"
+    cpuinfo = Path("/proc/cpuinfo")
+    amx = cpuinfo.exists() and "amx_bf16" in cpuinfo.read_text().split()
+    assert default_matmul_dtype() == ("bfloat16" if amx else "float32")
 
 
 def test_line_search_finds_the_minimum_along_a_direction():
