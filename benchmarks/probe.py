@@ -107,14 +107,14 @@ def main() -> None:
 
     import jax
 
-    from weaksup.evaluators.linear_probe import Standardizer, default_matmul_dtype, fit_logistic, topk_accuracy
+    from weaksup.evaluators.linear_probe import Standardizer, fit_logistic, resolve_matmul_dtype, topk_accuracy
 
     (xtr, ytr), (xte, yte) = make_features(args.n, args.n_test, args.dim, args.classes, args.sep, args.seed)
     std = Standardizer.fit(xtr)
     xtr = np.asarray(std(xtr))
     xte = np.asarray(std(xte))
     l2 = args.l2
-    mm_dtype = default_matmul_dtype() if args.matmul_dtype == "auto" else args.matmul_dtype
+    mm_dtype = resolve_matmul_dtype(args.matmul_dtype)
     print(f"features {args.n} x {args.dim}, {args.classes} classes, test {args.n_test}, "
           f"l2 {l2:.3g} (sklearn C {1.0 / (l2 * args.n):.3g}), {jax.device_count()} JAX devices, "
           f"matmuls in {mm_dtype}",

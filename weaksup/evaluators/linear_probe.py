@@ -359,6 +359,7 @@ def _matmul_operands(x: jax.Array | np.ndarray, mm_dtype) -> tuple[jax.Array, ja
     return xm, (None if mm_dtype == jnp.float32 else xm.T)
 
 
+@functools.cache
 def _cpu_has_amx() -> bool:
     """Whether the host CPU reports AMX bf16 tiles (Linux /proc/cpuinfo; False elsewhere)."""
     try:
@@ -378,6 +379,15 @@ def default_matmul_dtype() -> str:
     if jax.default_backend() != "cpu" or _cpu_has_amx():
         return "bfloat16"
     return "float32"
+
+
+def resolve_matmul_dtype(matmul_dtype: str) -> str:
+    """The concrete matmul dtype for a `matmul_dtype` option ("auto" -> `default_matmul_dtype()`)."""
+    if matmul_dtype == "auto":
+        return default_matmul_dtype()
+    if matmul_dtype not in ("bfloat16", "float16", "float32"):
+        raise ValueError(f"matmul_dtype must be bfloat16, float16, float32 or auto, got {matmul_dtype!r}")
+    return matmul_dtype
 
 
 def fit_logistic(
@@ -411,11 +421,7 @@ def fit_logistic(
     theta0 = None
     if init is not None:
         theta0 = jnp.concatenate([jnp.asarray(init.weights, jnp.float32).ravel(), jnp.asarray(init.bias, jnp.float32)])
-    if matmul_dtype == "auto":
-        matmul_dtype = default_matmul_dtype()
-    if matmul_dtype not in ("bfloat16", "float16", "float32"):
-        raise ValueError(f"matmul_dtype must be bfloat16, float16, float32 or auto, got {matmul_dtype!r}")
-    mm = jnp.dtype(matmul_dtype)
+    mm = jnp.dtype(resolve_matmul_dtype(matmul_dtype))
     xm, xt = _matmul_operands(x, mm)
     w, b, it, value = _solve(
         theta0, xm, xt, y, jnp.float32(l2), jnp.float32(gtol), jnp.float32(ftol), num_classes=num_classes,
