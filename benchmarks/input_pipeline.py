@@ -35,7 +35,7 @@ from weaksup import augment
 from weaksup import input_pipeline as ip
 from weaksup.corpus.record import decode_post, encode_post, make_post
 from weaksup.corpus.shards import Corpus, shard_name, write_manifest, write_shard
-from weaksup.hashtags.vocabulary import build_from_corpus
+from weaksup.labels import build_from_corpus
 
 GEMOJIONE_PNG = Path("/usr/share/rubygems-integration/all/gems/gemojione-3.3.0/assets/png")
 TAGS = ["dog", "cat", "bird", "fish", "tree", "car", "boat", "cake", "sun", "flower"]

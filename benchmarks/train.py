@@ -31,7 +31,7 @@ sys.path.insert(0, str(REPO))
 def build_inputs(root: Path, posts: int) -> tuple[Path, Path]:
     """A small EmojiGram corpus (local runner) and a top-100 vocabulary."""
     from weaksup.corpus.pipeline import BuildConfig, build
-    from weaksup.hashtags.vocabulary import build_from_corpus
+    from weaksup.labels import build_from_corpus
 
     corpus, vocab = root / "corpus", root / "vocab.json"
     options = {"num_posts": posts, "seed": 0, "image_size": 32}
@@ -48,7 +48,7 @@ def bare_rate(config, steps: int) -> float:
     from weaksup import input_pipeline, losses, models, sharding
     from weaksup import optimizer as optim_lib
     from weaksup.hashtags.vocabulary import Vocabulary
-    from weaksup.train import create_train_state, make_train_step
+    from weaksup.train_lib import create_train_state, make_train_step
 
     vocab = Vocabulary.load(config.vocab_path)
     mesh = sharding.make_mesh(config.mesh)
@@ -56,7 +56,7 @@ def bare_rate(config, steps: int) -> float:
     model = models.get_model(config.model.name, vocab.num_classes)
     total = config_lib.total_steps(config)
     tx, lr_fn = optim_lib.optimizer_from_config(config.optim, gbs, total, config_lib.warmup_steps(config))
-    state, shardings = create_train_state(model, tx, jax.random.PRNGKey(0), config.input.image_size, mesh)
+    state, shardings = create_train_state(model, mesh, config.input.image_size, tx=tx, rng=jax.random.PRNGKey(0))
     step = make_train_step(model, tx, losses.make_loss_fn(config.loss), mesh, shardings, learning_rate_fn=lr_fn)
     it = input_pipeline.make_pretrain_iterator_from_config(config)
     batch = sharding.make_global_batch(next(it), mesh)

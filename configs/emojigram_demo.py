@@ -30,7 +30,7 @@ Arguments (`configs/emojigram_demo.py:key=value,...`), also used by the ablation
 
 import ml_collections
 
-from weaksup.config import parse_arg
+from weaksup.config import parse_arg, pretrain_config
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
@@ -49,8 +49,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         protocols="",
     )
     local = arg.runlocal
-    c = ml_collections.ConfigDict()
-    c.seed = 0
+    c = pretrain_config()
 
     # --- How the demo builds its inputs (read by weaksup.demo, not by the trainer). ---
     c.data = ml_collections.ConfigDict()
@@ -71,14 +70,11 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.data.target_per_class = (8, 4, 4) if local else (30, 10, 20)
     c.data.target_max_classes = 40 if local else 0
 
-    # Filled in by the demo from the built data (the trainer reads these two).
-    c.corpus_dir = ""
-    c.vocab_path = ""
-
+    # corpus_dir and vocab_path are filled in by the demo from the built data.
+    c.model.name = arg.model
     # bf16 compute with f32 parameters: about 2x the f32 training rate on CPU here.
-    c.model = ml_collections.ConfigDict({"name": arg.model, "overrides": {"dtype": "bfloat16"}})
+    c.model.overrides = {"dtype": "bfloat16"}
 
-    c.input = ml_collections.ConfigDict()
     c.input.global_batch_size = 32 if local else 128
     c.input.image_size = 32
     # A post names 1-3 emoji on a 64 px canvas; Inception's 8% minimum crop would often
@@ -86,48 +82,23 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.input.crop_min_area = 0.35
     c.input.resampling = arg.resampling
     c.input.label_noise = float(arg.noise)
-    c.input.max_labels = 8
-    c.input.num_workers = 0
-    c.input.num_threads = 2
 
-    c.optim = ml_collections.ConfigDict()
-    c.optim.momentum = 0.9
-    c.optim.nesterov = True
     c.optim.weight_decay = 5e-5
     # Linear scaling rule: lr = base_lr * batch / 256. The paper's 0.1 per 256 is for
     # multi-epoch runs of 8k batches; a one-epoch CPU run takes a larger step.
     c.optim.base_lr = 0.4
-    c.optim.base_batch_size = 256
     c.optim.warmup_steps = 5 if local else 100
-    c.optim.warmup_epochs = None
-    c.optim.warmup_examples = None
     c.optim.schedule = "cosine"
-    c.optim.decay_at = (0.3, 0.6, 0.9)
-    c.optim.decay_factor = 0.1
-    c.optim.final_lr_fraction = 0.0
-    c.optim.label_smoothing = 0.0
-    c.optim.grad_accum_steps = 1
-    c.optim.grad_clip_norm = None
-    c.loss = "softmax"
+    if local:
+        c.total_steps = 30
+    else:
+        c.total_examples = arg.examples or 150_000
 
-    c.total_steps = 30 if local else None
-    c.total_epochs = None
-    c.total_examples = None if local else (arg.examples or 150_000)
-
-    c.mesh = ml_collections.ConfigDict({"data": -1, "fsdp": 1})
-    c.checkpoint = ml_collections.ConfigDict()
     c.checkpoint.every_steps = 15 if local else 250
-    c.checkpoint.every_minutes = None
     c.checkpoint.keep = 2
-    c.checkpoint.best_metric = ""
-    c.checkpoint.best_mode = "min"
-    c.checkpoint.async_save = True
     c.log_every_steps = 5 if local else 50
     c.holdout_records = 64 if local else 1024
     c.holdout_every_steps = 15 if local else 500
-    c.nan_policy = "stop"
-    c.max_rollbacks = 3
-    c.evals = ml_collections.ConfigDict()
 
     # --- Transfer (read by weaksup.demo into the evaluation config). ---------------
     c.transfer = ml_collections.ConfigDict()

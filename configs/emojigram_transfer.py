@@ -24,7 +24,7 @@ dataset=TFDS_NAME, data_dir=DIR, size=PX (0: the pretraining size), ft_steps=N, 
 import ml_collections
 
 from weaksup import paths
-from weaksup.config import parse_arg
+from weaksup.config import evaluate_config, parse_arg
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
@@ -40,27 +40,16 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         ft_steps=0,
         batch=0,
     )
-    c = ml_collections.ConfigDict()
-    c.seed = 0
-    c.pretrained = ml_collections.ConfigDict({"workdir": arg.pretrained, "step": -1})
-    c.model = ml_collections.ConfigDict({"name": arg.model, "overrides": {}})
-    c.random_baseline = True
-    c.mesh = ml_collections.ConfigDict({"data": -1, "fsdp": 1})
-    c.cache_dir = ""
+    c = evaluate_config()
+    c.pretrained.workdir = arg.pretrained
+    c.model.name = arg.model
 
-    c.dataset = ml_collections.ConfigDict()
     c.dataset.name = arg.dataset
     c.dataset.data_dir = arg.data_dir or str(paths.tfds_data_dir())
-    c.dataset.image_key = "image"
-    c.dataset.label_key = "label"
-    c.dataset.train_split = "train"
     c.dataset.val_split = "validation"
-    c.dataset.test_split = "test"
-    c.dataset.val_fraction = 0.2  # used only when val_split is None
     c.dataset.image_size = arg.size
     c.dataset.batch_size = arg.batch or (16 if arg.runlocal else 64)
 
-    c.evals = ml_collections.ConfigDict()
     c.evals.linear = ml_collections.ConfigDict({
         "type": "linear_probe",
         "l2_grid": (1e-2, 1e-3, 1e-4) if arg.runlocal else (1e-1, 3e-2, 1e-2, 3e-3, 1e-3, 3e-4, 1e-4, 1e-5),

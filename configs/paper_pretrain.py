@@ -38,7 +38,7 @@ import posixpath
 
 import ml_collections
 
-from weaksup.config import ConfigError, parse_arg
+from weaksup.config import ConfigError, parse_arg, pretrain_config
 
 MODELS = ("32x4d", "32x8d", "32x16d", "32x32d", "32x48d")
 # vocabulary name -> (`vocab build` mode, top-k, default corpus size for the schedule)
@@ -72,67 +72,45 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     _, _, default_images = VOCABS[arg.vocab]
     images = arg.images or default_images
 
-    c = ml_collections.ConfigDict()
-    c.seed = 0
+    c = pretrain_config()
     c.corpus_dir = arg.corpus
     c.vocab_path = arg.vocab_path or posixpath.join(
         posixpath.dirname(arg.corpus.rstrip("/")), f"vocab_{arg.vocab}.json")
 
     gbs = 16 if arg.runlocal else GLOBAL_BATCH
-    c.model = ml_collections.ConfigDict()
     # runlocal keeps the architecture family: resnext_tiny is a scaled-down 32x8d.
     c.model.name = "resnext_tiny" if arg.runlocal else f"resnext101_{arg.model}"
-    c.model.overrides = ml_collections.ConfigDict({
+    c.model.overrides = {
         "dtype": "float32" if arg.runlocal else "bfloat16",
         "bn_groups": 2 if arg.runlocal else gbs // IMAGES_PER_BN_GROUP,
-    })
+    }
 
-    c.input = ml_collections.ConfigDict()
     c.input.global_batch_size = gbs
     c.input.image_size = 32 if arg.runlocal else 224
     c.input.resampling = "sqrt"
-    c.input.label_noise = 0.0
-    c.input.max_labels = 8
     c.input.num_workers = 0 if arg.runlocal else 16
     c.input.num_threads = 2 if arg.runlocal else 8
 
     total = images_processed(images)
-    c.optim = ml_collections.ConfigDict()
-    c.optim.momentum = 0.9
-    c.optim.nesterov = True
-    c.optim.weight_decay = 1e-4
     c.optim.base_lr = 0.1
-    c.optim.base_batch_size = 256
-    c.optim.warmup_steps = 0 if arg.runlocal else None
-    c.optim.warmup_epochs = None
-    c.optim.warmup_examples = None if arg.runlocal else int(0.05 * total)
+    if arg.runlocal:
+        c.optim.warmup_steps = 0
+    else:
+        c.optim.warmup_examples = int(0.05 * total)
     c.optim.schedule = "step"
     c.optim.decay_at = tuple(k / 14 for k in range(1, 14))  # 13 equally spaced halvings
     c.optim.decay_factor = 0.5
-    c.optim.final_lr_fraction = 0.0
-    c.optim.label_smoothing = 0.0
-    c.optim.grad_accum_steps = 1
-    c.optim.grad_clip_norm = None
-    c.loss = "softmax"
-
-    c.total_steps = 1 if arg.runlocal else None
-    c.total_epochs = None
-    c.total_examples = None if arg.runlocal else total
+    if arg.runlocal:
+        c.total_steps = 1
+    else:
+        c.total_examples = total
 
     # 32x48d (829M parameters): shard parameters and momentum over the 8 GPUs of a node.
-    fsdp = 8 if (arg.model == "32x48d" and not arg.runlocal) else 1
-    c.mesh = ml_collections.ConfigDict({"data": -1, "fsdp": fsdp})
-    c.checkpoint = ml_collections.ConfigDict()
+    c.mesh.fsdp = 8 if (arg.model == "32x48d" and not arg.runlocal) else 1
     c.checkpoint.every_steps = 1 if arg.runlocal else None
     c.checkpoint.every_minutes = None if arg.runlocal else 30.0
     c.checkpoint.keep = 1 if arg.runlocal else 3
-    c.checkpoint.best_metric = ""
-    c.checkpoint.best_mode = "min"
-    c.checkpoint.async_save = True
     c.log_every_steps = 1 if arg.runlocal else 100
-    c.holdout_records = 0
     c.holdout_every_steps = 1000
     c.nan_policy = "rollback"
-    c.max_rollbacks = 3
-    c.evals = ml_collections.ConfigDict()
     return c

@@ -35,7 +35,7 @@ run here.
 import ml_collections
 
 from weaksup import paths
-from weaksup.config import ConfigError, parse_arg
+from weaksup.config import ConfigError, evaluate_config, parse_arg
 
 # target -> TFDS name, number of classes, test split, validation carved from train,
 # fine-tuning steps (about 30, 100 and 10 epochs at batch 1024 / 256 / 1024), batch.
@@ -62,28 +62,21 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         raise ConfigError(f"protocol={arg.protocol!r}: expected one of {', '.join(PROTOCOLS)}")
     t = TARGETS[target]
 
-    c = ml_collections.ConfigDict()
-    c.seed = 0
-    c.pretrained = ml_collections.ConfigDict({"workdir": arg.pretrained, "step": -1})
-    c.model = ml_collections.ConfigDict({"name": arg.model, "overrides": {}})
+    c = evaluate_config()
+    c.pretrained.workdir = arg.pretrained
+    c.model.name = arg.model
     c.random_baseline = not arg.runlocal
-    c.mesh = ml_collections.ConfigDict({"data": -1, "fsdp": arg.fsdp})
-    c.cache_dir = ""
+    c.mesh.fsdp = arg.fsdp
 
-    c.dataset = ml_collections.ConfigDict()
     c.dataset.name = arg.dataset if arg.runlocal else target
     c.dataset.data_dir = arg.data_dir or str(paths.tfds_data_dir())
-    c.dataset.image_key = "image"
-    c.dataset.label_key = "label"
-    c.dataset.train_split = "train"
     # runlocal reads a target with its own validation split; the paper targets carve one.
-    c.dataset.val_split = "validation" if arg.runlocal else None
+    c.dataset.val_split = "validation" if arg.runlocal else ""
     c.dataset.test_split = "test" if arg.runlocal else t["test_split"]
     c.dataset.val_fraction = t["val_fraction"]
     c.dataset.image_size = 0 if arg.runlocal else 224  # 0: the pretraining image size
     c.dataset.batch_size = 16 if arg.runlocal else 256
 
-    c.evals = ml_collections.ConfigDict()
     if arg.protocol in ("both", "linear"):
         c.evals.linear = ml_collections.ConfigDict({
             "type": "linear_probe",

@@ -20,7 +20,7 @@ tests; other arguments: corpus=DIR, vocab=PATH, steps=N, batch=N, model=NAME.
 
 import ml_collections
 
-from weaksup.config import parse_arg
+from weaksup.config import parse_arg, pretrain_config
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
@@ -34,58 +34,24 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         batch=0,
         model="resnet_tiny",
     )
-    c = ml_collections.ConfigDict()
-    c.seed = 0
+    c = pretrain_config()
     c.corpus_dir = arg.corpus
     c.vocab_path = arg.vocab
-    c.model = ml_collections.ConfigDict({"name": arg.model, "overrides": {}})
+    c.model.name = arg.model
 
-    c.input = ml_collections.ConfigDict()
     c.input.global_batch_size = arg.batch or (16 if arg.runlocal else 64)
     c.input.image_size = 32
     c.input.resampling = "sqrt"
-    c.input.label_noise = 0.0
-    c.input.max_labels = 8
-    c.input.num_workers = 0
-    c.input.num_threads = 2
 
-    c.optim = ml_collections.ConfigDict()
-    c.optim.momentum = 0.9
-    c.optim.nesterov = True
-    c.optim.weight_decay = 1e-4
     c.optim.base_lr = 0.4  # per 256 images; the paper's 0.1 is for 8k-image batches and long runs
-    c.optim.base_batch_size = 256
     c.optim.warmup_steps = 5 if arg.runlocal else 30
-    c.optim.warmup_epochs = None
-    c.optim.warmup_examples = None
     c.optim.schedule = "cosine"
-    c.optim.decay_at = (0.3, 0.6, 0.9)
-    c.optim.decay_factor = 0.1
-    c.optim.final_lr_fraction = 0.0
-    c.optim.label_smoothing = 0.0
-    c.optim.grad_accum_steps = 1
-    c.optim.grad_clip_norm = None
-    c.loss = "softmax"
-
-    # Exactly one duration is set; weaksup.config.total_steps resolves it.
     c.total_steps = arg.steps or (40 if arg.runlocal else 300)
-    c.total_epochs = None
-    c.total_examples = None
 
-    c.mesh = ml_collections.ConfigDict({"data": -1, "fsdp": 1})
-    c.checkpoint = ml_collections.ConfigDict()
     c.checkpoint.every_steps = 10 if arg.runlocal else 100
-    c.checkpoint.every_minutes = None
-    c.checkpoint.keep = 3
-    c.checkpoint.best_metric = ""
-    c.checkpoint.best_mode = "min"
-    c.checkpoint.async_save = True
     c.log_every_steps = 5 if arg.runlocal else 25
     # The corpus's last records never enter training (the input pipeline skips them); the
     # trainer reports hashtag mAP on them.
     c.holdout_records = 32 if arg.runlocal else 256
     c.holdout_every_steps = 20 if arg.runlocal else 100
-    c.nan_policy = "stop"
-    c.max_rollbacks = 3
-    c.evals = ml_collections.ConfigDict()
     return c

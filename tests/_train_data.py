@@ -18,7 +18,7 @@ def tiny_inputs(root: Path) -> tuple[Path, Path]:
         if vocab_path.is_file():
             return corpus_dir, vocab_path
         from weaksup.corpus.pipeline import BuildConfig, build
-        from weaksup.hashtags.vocabulary import build_from_corpus
+        from weaksup.labels import build_from_corpus
 
         options = {"num_posts": NUM_POSTS, "seed": 0, "image_size": IMAGE_SIZE, "unit_size": NUM_POSTS // 2}
         build(BuildConfig(source="emojigram", options=options, num_shards=2), str(corpus_dir),

@@ -14,6 +14,7 @@ its commit saying why the numbers change.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 import subprocess
@@ -86,3 +87,29 @@ def test_tiny_config_trains_to_the_reference_commits_checkpoint(tmp_path, tmp_pa
     assert len(ref) > 10 and sorted(ref) == sorted(now)
     different = [k for k in ref if ref[k] != now[k]]
     assert not different, f"{len(different)} of {len(ref)} arrays differ from the reference commit's run: {different[:5]}"
+
+
+def _comparable(results: dict) -> dict:
+    """What a demo run computed, without its timings."""
+    transfer = {init: {ev: {k: v for k, v in m.items() if k != "seconds"} for ev, m in evs.items()}
+                for init, evs in results["transfer"].items()}
+    pretraining = {k: v for k, v in results["pretraining"].items() if not k.startswith("perf/") and "_sec" not in k}
+    return {"summary": results["summary"], "transfer": transfer, "pretraining": pretraining,
+            "coverage": results["data"]["vocab_coverage"], "classes": results["data"]["vocab_classes"]}
+
+
+@pytest.mark.slow
+def test_demo_runlocal_results_equal_the_reference_commits(demo_run, tmp_path):
+    reference = _export(REFERENCE_COMMIT, tmp_path / "reference")
+    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}  # one device, as the demo_run fixture
+    env["PYTHONPATH"] = str(reference)
+    env["WEAKSUP_DATA_DIR"] = str(REPO / "data")
+    run = tmp_path / "run"
+    cmd = [sys.executable, "-m", "weaksup", "demo", "--config", "configs/emojigram_demo.py:runlocal", "--workdir",
+           str(run), "--data-root", str(tmp_path / "data"), "--tfds-dir", str(tmp_path / "tfds")]
+    proc = subprocess.run(cmd, cwd=reference, env=env, capture_output=True, text=True, timeout=1200)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    ref = _comparable(json.loads((run / "results.json").read_text()))
+    now = _comparable(json.loads((demo_run / "results.json").read_text()))
+    assert ref["transfer"]["pretrained"] and ref["pretraining"]["step"] == now["pretraining"]["step"]
+    assert now == ref

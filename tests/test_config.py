@@ -12,19 +12,16 @@ from weaksup.config import ConfigError
 def cfg_file(tmp_path):
     path = tmp_path / "exp.py"
     path.write_text(textwrap.dedent('''
-        import ml_collections
-        from weaksup.config import parse_arg
+        from weaksup.config import parse_arg, pretrain_config
 
         def get_config(arg=None):
             arg = parse_arg(arg, runlocal=False, width=64)
-            c = ml_collections.ConfigDict()
+            c = pretrain_config()
             c.width = arg.width
             c.batch = 8 if arg.runlocal else 256
-            c.input = ml_collections.ConfigDict(dict(global_batch_size=c.batch))
-            c.optim = ml_collections.ConfigDict(dict(base_lr=0.1, warmup_steps=None, warmup_epochs=1.0))
-            c.total_steps = None
+            c.input.global_batch_size = c.batch
+            c.optim.warmup_epochs = 1.0
             c.total_epochs = 2.0
-            c.total_examples = None
             c.tags = (1, 2)
             return c
     '''))
@@ -60,6 +57,21 @@ def test_durations_resolved_in_one_place(cfg_file):
         config_lib.duration_steps(steps=3, epochs=1.0, global_batch_size=8)
     with pytest.raises(ConfigError, match="training set size is unknown"):
         config_lib.total_steps(c)
+
+
+def test_defaults_live_in_the_base_config_and_a_config_without_them_is_named():
+    import ml_collections
+
+    base = config_lib.pretrain_config()
+    assert base.optim.momentum == 0.9 and base.checkpoint.keep == 3 and base.input.resampling == "natural"
+    tiny = config_lib.load_config("configs/tiny.py")
+    assert tiny.optim.nesterov is True and tiny.input.crop_min_area == 0.08  # not restated there, inherited
+    partial = ml_collections.ConfigDict(config_lib.config_to_json(tiny))
+    del partial.optim["momentum"]
+    del partial["nan_policy"]
+    with pytest.raises(ConfigError, match=r"lacks nan_policy, optim\.momentum: start it from"):
+        config_lib.check_config(partial)
+    config_lib.check_config(tiny)
 
 
 def test_json_round_trip(cfg_file):

@@ -12,6 +12,7 @@ import pytest
 from weaksup import config as config_lib
 from weaksup import models
 from weaksup.config import ConfigError, load_config
+from weaksup.input_pipeline import Target
 
 REPO = Path(__file__).resolve().parent.parent
 PRETRAIN = str(REPO / "configs" / "paper_pretrain.py")
@@ -89,7 +90,9 @@ def test_paper_transfer_targets_match_their_tfds_datasets(tmp_path, target, tfds
 
     c = load_config(f"{TRANSFER}:target={target},pretrained=/runs/ig")
     assert c.dataset.name == tfds_name and c.dataset.test_split == test_split
-    assert c.dataset.val_split is None and 0 < c.dataset.val_fraction < 1  # never tuned on test
+    # No validation split: one is carved from the training split, so nothing is tuned on test.
+    target, _ = Target.from_options({("dataset" if k == "name" else k): v for k, v in c.dataset.items()})
+    assert target.val_split is None and 0 < target.val_fraction < 1
     assert c.dataset.image_size == 224
     assert set(c.evals) == {"linear", "finetune"}
     assert {e.type for e in c.evals.values()} == {"linear_probe", "finetune"}

@@ -8,6 +8,7 @@ import pytest
 
 import tiny_tfds
 from transfer_data import IMAGE_SIZE, target_dir, write_pretraining_checkpoint
+from weaksup.errors import EXIT_USAGE
 from weaksup.evaluators import cli, get_evaluator
 
 CONFIG = "configs/emojigram_transfer.py"
@@ -42,13 +43,13 @@ def test_end_to_end_pretrained_and_random(tmp_path, pretrained, capsys):
     assert "| linear | test_top1 |" in md and "pretrained | random" in md
     # one cache entry per (init, split): train and test for both inits
     assert len(list((work / "feature_cache").glob("*.npz"))) == 4
-    assert (work / "finetune" / "finetune-pretrained" / "checkpoints" / "3").is_dir()
+    assert (work / "evaluators" / "finetune-pretrained" / "checkpoints" / "3").is_dir()
     assert "evaluate: pretrained linear" in capsys.readouterr().out
 
 
 def test_random_only_needs_a_model_name(tmp_path, capsys):
     argv = _argv(tmp_path / "e", "", "--config.evals={'linear': {'type': 'linear_probe', 'l2_grid': (1e-3,)}}")
-    assert cli.main(argv) == 1
+    assert cli.main(argv) == EXIT_USAGE
     assert "nothing to evaluate" in capsys.readouterr().err
     argv = _argv(tmp_path / "e", "", "--config.evals={'linear': {'type': 'linear_probe', 'l2_grid': (1e-3,)}}",
                  arg=",model=resnet_tiny")
@@ -58,7 +59,7 @@ def test_random_only_needs_a_model_name(tmp_path, capsys):
 
 
 def test_checkpoint_of_another_architecture(tmp_path, pretrained, capsys):
-    assert cli.main(_argv(tmp_path / "e", pretrained, arg=",model=resnext_tiny")) == 1
+    assert cli.main(_argv(tmp_path / "e", pretrained, arg=",model=resnext_tiny")) == EXIT_USAGE
     err = capsys.readouterr().err
     assert "holds a resnet_tiny" in err and "resnext_tiny" in err and str(pretrained) in err
 
@@ -70,7 +71,7 @@ def test_corrupt_checkpoint(tmp_path, pretrained, capsys):
     for f in state.rglob("*"):
         if f.is_file():
             f.write_bytes(b"\0garbage")
-    assert cli.main(_argv(tmp_path / "e", run)) == 1
+    assert cli.main(_argv(tmp_path / "e", run)) == EXIT_USAGE
     err = capsys.readouterr().err
     assert "evaluate: error:" in err and str(run / "checkpoints" / "5") in err
     assert not (tmp_path / "e" / "results.json").exists()
@@ -87,7 +88,7 @@ def test_corrupt_checkpoint(tmp_path, pretrained, capsys):
     ],
 )
 def test_bad_dataset_keys_and_types_fail_before_any_compute(tmp_path, pretrained, capsys, extra, arg, expect):
-    assert cli.main(_argv(tmp_path / "e", pretrained, *extra, arg=arg)) == 1
+    assert cli.main(_argv(tmp_path / "e", pretrained, *extra, arg=arg)) == EXIT_USAGE
     assert expect in capsys.readouterr().err
     assert not Path(tmp_path / "e" / "results.json").exists()
 

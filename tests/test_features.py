@@ -8,10 +8,13 @@ import numpy as np
 import pytest
 
 import tiny_tfds
-from weaksup import models, sharding
+from weaksup import evaluators, models, sharding
+from weaksup.config import ConfigError
 from weaksup.evaluators import features as F
-from weaksup.evaluators.target import Target, carve_validation, target_features
-from weaksup.input_pipeline import EvalDataError, make_eval_iterator, normalize_images
+from weaksup.evaluators.context import Context, FeatureCache
+from weaksup.evaluators.features import carve_validation, target_features
+from weaksup.input_pipeline import EvalDataError, Target, make_eval_iterator
+from weaksup.train_lib import make_feature_fn, normalize_images
 
 SIZE = 16
 
@@ -32,10 +35,10 @@ def model_and_vars():
     return model, variables
 
 
-def _split(data_dir, model, variables, mesh, **kw):
-    args = dict(dataset=tiny_tfds.NAME, split="test", data_dir=data_dir, image_size=SIZE, batch_size=8)
-    args.update(kw)
-    return F.split_features(model, variables, mesh, **args)
+def _split(data_dir, model, variables, mesh, cache_dir=None, checkpoint_id="", step=None, feature_fn=None):
+    target = Target(dataset=tiny_tfds.NAME, data_dir=str(data_dir), image_size=SIZE, batch_size=8)
+    cache = None if cache_dir is None else FeatureCache(cache_dir, checkpoint_id)
+    return F.split_features(feature_fn or make_feature_fn(model, mesh), variables, mesh, target, "test", cache, step)
 
 
 def test_sharded_features_match_single_device(data_dir, model_and_vars):
@@ -46,8 +49,8 @@ def test_sharded_features_match_single_device(data_dir, model_and_vars):
     assert x.shape == (11, 256) and x.dtype == np.float32  # the 3 padding rows are gone
     assert y.tolist() == [i % 3 for i in range(11)]
     ref = []
-    for b in make_eval_iterator(tiny_tfds.NAME, "test", data_dir=data_dir, batch_size=8, image_size=SIZE,
-                                process_index=0, process_count=1):
+    target = Target(dataset=tiny_tfds.NAME, data_dir=str(data_dir), image_size=SIZE, batch_size=8)
+    for b in make_eval_iterator(target, "test", process_index=0, process_count=1):
         f = model.apply(variables, normalize_images(jnp.asarray(b["image"])), train=False, method="features")
         ref.append(np.asarray(f)[b["mask"]])
     np.testing.assert_allclose(x, np.concatenate(ref), rtol=1e-4, atol=1e-5)
@@ -95,7 +98,7 @@ def test_target_carves_validation_and_reports_bad_names(data_dir, model_and_vars
     mesh = sharding.make_mesh({"data": -1})
     t = Target(dataset=tiny_tfds.NAME, data_dir=str(data_dir), image_size=SIZE, batch_size=8, val_fraction=0.25)
     assert t.num_classes() == 3
-    data = target_features(t, model, variables, mesh)
+    data = target_features(Context(model, mesh, target=t), variables)
     assert len(data["train"][1]) == 9 and len(data["val"][1]) == 3 and len(data["test"][1]) == 11
     (a, _), (b, _) = carve_validation(np.arange(20)[:, None], np.arange(20), 0.25, seed=0)
     assert sorted(np.concatenate([a[:, 0], b[:, 0]]).tolist()) == list(range(20))
@@ -108,22 +111,26 @@ def test_target_carves_validation_and_reports_bad_names(data_dir, model_and_vars
 
 
 def test_evaluators_run_the_way_the_trainer_calls_them(data_dir, model_and_vars, tmp_path):
-    """Periodic evaluation during pretraining: factory(model, mesh, vocab, config, **options).run(variables)."""
-    from weaksup import config as config_lib
-    from weaksup.evaluators import get_evaluator
-
+    """Periodic evaluation during pretraining: build(type, options, model=, mesh=, image_size=).run(variables)."""
     model, variables = model_and_vars
     mesh = sharding.make_mesh({"data": -1})
-    config = config_lib.load_config("configs/tiny.py:runlocal", ["--config.input.image_size=16"])
-    opts = dict(dataset=tiny_tfds.NAME, data_dir=str(data_dir), batch_size=8, val_fraction=0.25,
-                cache_dir=str(tmp_path))
-    probe = get_evaluator("linear_probe")(model=model, mesh=mesh, vocab=None, config=config, l2_grid=(1e-3,), **opts)
-    assert probe.target.image_size == 16
+    opts = dict(dataset=tiny_tfds.NAME, data_dir=str(data_dir), batch_size=8, val_fraction=0.25)
+    kw = dict(model=model, mesh=mesh, image_size=SIZE, cache_dir=tmp_path, checkpoint_id="run")
+    probe = evaluators.build("linear_probe", {**opts, "l2_grid": (1e-3,)}, **kw)
+    assert probe.target.image_size == SIZE and probe.target.batch_size == 8
     out = probe.run(variables)
     assert set(out) == {"l2", "val_top1", "val_top5", "test_top1", "test_top5", "lbfgs_iterations"}
-    ridge = get_evaluator("fewshot_ridge")(model=model, mesh=mesh, vocab=None, config=config, shots=(1,), seeds=(0,),
-                                           **opts)
+    ridge = evaluators.build("fewshot_ridge", {**opts, "shots": (1,), "seeds": (0,)}, **kw)
     assert set(ridge.run(variables)) == {"1shot_top1", "1shot_top1_std", "1shot_l2"}
     assert list(tmp_path.iterdir()) == []  # weights change during training: no step, no cache
-    with pytest.raises(ValueError, match="unknown options"):
-        get_evaluator("linear_probe")(model=model, mesh=mesh, l2_grdi=(1e-3,), **opts)
+    ridge.run(variables, step=3)
+    assert len(list(tmp_path.iterdir())) == 2  # with a step the train and test features are cached
+    # Bad options and datasets are ConfigErrors naming them, raised before any compilation.
+    with pytest.raises(ConfigError, match="unknown options.*l2_grdi"):
+        evaluators.build("linear_probe", {**opts, "l2_grdi": (1e-3,)}, **kw)
+    with pytest.raises(ConfigError, match="shotz"):
+        evaluators.build("fewshot_ridge", {**opts, "shotz": (1,)}, **kw)
+    with pytest.raises(EvalDataError, match="no_such_split"):
+        evaluators.build("fewshot_ridge", {**opts, "test_split": "no_such_split"}, **kw)
+    with pytest.raises(ConfigError, match="needs a target"):
+        evaluators.get_evaluator("finetune")(Context(model, mesh), steps=1)

@@ -9,7 +9,7 @@ import tiny_tfds
 from transfer_data import IMAGE_SIZE, target_dir
 from weaksup import checkpoint as ckpt_lib
 from weaksup import models, sharding
-from weaksup.evaluators import get_evaluator
+from weaksup import evaluators
 from weaksup.evaluators.finetune import FinetuneError, transfer_variables
 
 
@@ -37,9 +37,10 @@ def test_transfer_keeps_trunk_and_replaces_head():
 def test_finetune_learns_target_and_resumes_from_its_checkpoint(tmp_path):
     model, variables = _variables()
     mesh = sharding.make_mesh({"data": -1})
-    opts = dict(dataset=tiny_tfds.NAME, data_dir=str(target_dir()), image_size=IMAGE_SIZE, batch_size=8,
+    opts = dict(dataset=tiny_tfds.NAME, data_dir=str(target_dir()), batch_size=8,
                 val_split="", test_split="test", steps=12, base_lr=0.4, warmup_steps=2)
-    ev = get_evaluator("finetune")(model=model, mesh=mesh, workdir=tmp_path / "ft", **opts)
+    kw = dict(model=model, mesh=mesh, image_size=IMAGE_SIZE, workdir=tmp_path / "ft")
+    ev = evaluators.build("finetune", opts, **kw)
     out = ev.run(variables)
     assert set(out) >= {"test_top1", "test_top5", "train_loss", "steps"}
     # three flat grey levels: learnable in a dozen steps, far above chance (1/3)
@@ -47,6 +48,6 @@ def test_finetune_learns_target_and_resumes_from_its_checkpoint(tmp_path):
     assert out["test_top5"] == 1.0
     assert ckpt_lib.Checkpointer(ckpt_lib.checkpoint_dir(tmp_path / "ft"), read_only=True).all_steps() == [12]
     # A second run finds the finished checkpoint: no training, same weights, same numbers.
-    again = get_evaluator("finetune")(model=model, mesh=mesh, workdir=tmp_path / "ft", **opts).run(variables)
+    again = evaluators.build("finetune", opts, **kw).run(variables)
     assert again["test_top1"] == out["test_top1"]
     assert "train_loss" not in again  # nothing was trained the second time

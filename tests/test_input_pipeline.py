@@ -1,16 +1,15 @@
 """The pretraining pipeline: batches, targets, skipping, label noise, resampling, exact resume."""
 
-import json
 import warnings
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from hashtag_corpus import write_corpus, zipf_posts
 from weaksup import input_pipeline as ip
-from weaksup.hashtags.vocabulary import Vocabulary, VocabularyError, build_from_corpus
+from weaksup.hashtags.vocabulary import Vocabulary, VocabularyError
+from weaksup.labels import build_from_corpus
 
 TAGS = ["dog", "cat", "bird", "fish", "tree", "car", "boat", "cake"]
 
@@ -61,18 +60,6 @@ def test_broken_record_warns_with_shard_and_index(small):
     it = _iterator(small, num_epochs=1, drop_remainder=False)
     with pytest.warns(UserWarning, match=r"shard .*posts-00000-of-00002.* record 5: DecodeError"):
         list(it)
-
-
-def test_soft_targets_and_normalisation():
-    labels = jnp.asarray([[0, 2, -1], [1, -1, -1], [3, 0, 1]])
-    t = ip.soft_targets(labels, 4)
-    np.testing.assert_allclose(t[0], [0.5, 0, 0.5, 0])
-    np.testing.assert_allclose(t[1], [0, 1, 0, 0])
-    np.testing.assert_allclose(t[2], [1 / 3, 1 / 3, 0, 1 / 3], rtol=1e-6)
-    img = jnp.full((1, 2, 2, 3), 255, jnp.uint8)
-    out = ip.normalize_images(img)
-    assert out.dtype == jnp.float32
-    np.testing.assert_allclose(out[0, 0, 0], (1 - np.asarray(ip.MEAN_RGB)) / np.asarray(ip.STDDEV_RGB), rtol=1e-6)
 
 
 def test_exact_resume_through_orbax(small, tmp_path):

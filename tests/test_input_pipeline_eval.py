@@ -18,10 +18,18 @@ def data_dir(tmp_path_factory):
     return d
 
 
-def _eval(data_dir, **kw):
-    args = dict(data_dir=data_dir, batch_size=4, image_size=16, process_index=0, process_count=1)
-    args.update(kw)
-    return list(ip.make_eval_iterator(tiny_tfds.NAME, "test", **args))
+_TARGET_FIELDS = ("dataset", "data_dir", "batch_size", "image_size", "image_key", "label_key", "seed")
+
+
+def _target(data_dir, **kw):
+    fields = dict(dataset=tiny_tfds.NAME, data_dir=str(data_dir), batch_size=4, image_size=16)
+    fields.update({k: v for k, v in kw.items() if k in _TARGET_FIELDS})
+    return ip.Target(**fields), {k: v for k, v in kw.items() if k not in _TARGET_FIELDS}
+
+
+def _eval(data_dir, split="test", **kw):
+    target, rest = _target(data_dir, **kw)
+    return list(ip.make_eval_iterator(target, split, **{"process_index": 0, "process_count": 1, **rest}))
 
 
 def test_eval_batches_are_static_and_masked(data_dir):
@@ -51,21 +59,18 @@ def test_eval_processes_cover_the_split_once_with_equal_batch_counts(data_dir):
 
 def test_unknown_dataset_split_or_key_is_named(data_dir):
     with pytest.raises(ip.EvalDataError, match="no_such_dataset"):
-        ip.make_eval_iterator("no_such_dataset", "test", data_dir=data_dir, batch_size=4,
-                              image_size=16, process_index=0, process_count=1)
+        _eval(data_dir, dataset="no_such_dataset")
     with pytest.raises(ip.EvalDataError, match="'picture'"):
         _eval(data_dir, image_key="picture")
     with pytest.raises(ip.EvalDataError, match="'fine_label'"):
         _eval(data_dir, label_key="fine_label")
     with pytest.raises(ip.EvalDataError, match="no split 'validation'"):
-        ip.make_eval_iterator(tiny_tfds.NAME, "validation", data_dir=data_dir, batch_size=4,
-                              image_size=16, process_index=0, process_count=1)
+        _eval(data_dir, split="validation")
 
 
 def _finetune(data_dir, **kw):
-    args = dict(data_dir=data_dir, batch_size=4, image_size=12, seed=3, process_index=0, process_count=1)
-    args.update(kw)
-    return ip.make_finetune_iterator(tiny_tfds.NAME, "train", **args)
+    target, rest = _target(data_dir, **{"image_size": 12, "seed": 3, **kw})
+    return ip.make_finetune_iterator(target, **{"process_index": 0, "process_count": 1, **rest})
 
 
 def test_finetune_iterator_shuffles_repeats_and_resumes(data_dir):

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from hashtag_corpus import write_corpus
-from weaksup.hashtags.vocabulary import build_from_corpus
+from weaksup.labels import build_from_corpus
 
 WORKER = textwrap.dedent(
     """

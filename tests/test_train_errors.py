@@ -12,6 +12,7 @@ from weaksup import checkpoint as ckpt_lib
 from weaksup import config as config_lib
 from weaksup import train
 from weaksup.config import ConfigError
+from weaksup.errors import EXIT_FAILED, EXIT_USAGE
 from weaksup.hashtags.vocabulary import Vocabulary
 
 
@@ -108,7 +109,7 @@ def test_cli_reports_a_config_problem_in_one_line(inputs, tmp_path, tmp_path_fac
     env = train_env(1, tmp_path_factory.getbasetemp() / "jax_cache")
     argv = train_argv(inputs, tmp_path / "run", "corpus=/nonexistent/corpus")
     r = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=120)
-    assert r.returncode == train.EXIT_CONFIG == 2
+    assert r.returncode == EXIT_USAGE == 2
     assert r.stderr.strip().splitlines()[-1].startswith("train: error: corpus not found: /nonexistent/corpus")
     assert "Traceback" not in r.stderr
 
@@ -130,7 +131,7 @@ def test_non_finite_loss_stops_naming_the_step(inputs, tmp_path, tmp_path_factor
                  "--config.max_rollbacks=2", "--config.holdout_records=0")
     stop = tmp_path / "stop"
     r = subprocess.run(train_argv(inputs, stop, "steps=8", overrides), env=env, capture_output=True, text=True, timeout=300)
-    assert r.returncode == train.EXIT_FAILED == 1, r.stderr[-2000:]
+    assert r.returncode == EXIT_FAILED == 1, r.stderr[-2000:]
     assert "Traceback" not in r.stderr
     last = r.stderr.strip().splitlines()[-1]
     assert last == "train: error: non-finite loss or parameters at step 2; stopping (nan_policy=stop, rollbacks so far 0)"

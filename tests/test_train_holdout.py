@@ -5,9 +5,8 @@ import pytest
 
 from _train_data import tiny_inputs
 from weaksup.corpus.shards import Corpus
-from weaksup.hashtags.vocabulary import Vocabulary
 from weaksup.input_pipeline import make_pretrain_iterator
-from weaksup.train import load_holdout
+from weaksup.evaluators.holdout import load_holdout
 
 HOLDOUT = 48
 
@@ -20,8 +19,7 @@ def inputs(tmp_path_factory):
 def test_holdout_matches_the_pipeline_exclusion(inputs):
     corpus_dir, vocab_path = inputs
     n = len(Corpus(corpus_dir))
-    vocab = Vocabulary.load(vocab_path)
-    holdout = load_holdout(str(corpus_dir), vocab, HOLDOUT, image_size=16, max_labels=8, local_batch=10)
+    holdout = load_holdout(str(corpus_dir), vocab_path, HOLDOUT, image_size=16, max_labels=8, local_batch=10)
     ids = holdout.record_ids[holdout.mask]
     assert holdout.records == HOLDOUT and sorted(ids) == list(range(n - HOLDOUT, n))
     assert len(holdout.images) % 10 == 0 and not holdout.mask[~(holdout.record_ids >= 0)].any()

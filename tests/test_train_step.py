@@ -6,7 +6,7 @@ import pytest
 
 from weaksup import losses, models, sharding
 from weaksup import optimizer as optim_lib
-from weaksup.train import create_train_state, make_train_step
+from weaksup.train_lib import create_train_state, make_train_step
 
 NUM_CLASSES = 5
 SIZE = 16
@@ -18,7 +18,7 @@ def setup():
     mesh = jax.sharding.Mesh(np.array(jax.devices()[:2]).reshape(2, 1), ("data", "fsdp"))
     model = models.get_model("resnet_tiny", NUM_CLASSES)
     tx = optim_lib.make_optimizer(0.05, momentum=0.9, nesterov=True, weight_decay=1e-4)
-    state, shardings = create_train_state(model, tx, jax.random.PRNGKey(0), SIZE, mesh)
+    state, shardings = create_train_state(model, mesh, SIZE, tx=tx, rng=jax.random.PRNGKey(0))
     return mesh, model, tx, state, shardings, {}
 
 

@@ -8,15 +8,10 @@ import pytest
 from hashtag_corpus import write_corpus
 from weaksup.corpus.shards import Corpus
 from weaksup.hashtags import vocab_cli
-from weaksup.hashtags.vocabulary import (
-    Vocabulary,
-    VocabularyError,
-    build_from_corpus,
-    compute_post_labels,
-    imagenet1k_wnids,
-    load_post_labels,
-    parse_hashtags,
-)
+from weaksup.corpus.record import RecordError, decode_hashtags, encode_post, make_post
+from weaksup.hashtags.imagenet import imagenet1k_wnids
+from weaksup.hashtags.vocabulary import Vocabulary, VocabularyError
+from weaksup.labels import build_from_corpus, compute_post_labels, load_post_labels
 
 # Posts in the style of EmojiGram / Instagram: synonyms, case and separators vary, some
 # hashtags are not nouns at all, one post is hashtag-free.
@@ -113,14 +108,27 @@ def test_post_labels_are_cached_and_keyed(corpus, tmp_path):
 
 
 def test_unreadable_record_counts_as_unlabelled_with_a_warning():
-    good = __import__("weaksup.corpus.record", fromlist=["x"])
-    rec = good.encode_post(good.make_post("a", b"img", ["dog"]))
-    assert parse_hashtags(rec) == ["dog"]
+    rec = encode_post(make_post("a", b"img", ["dog"]))
+    assert decode_hashtags(rec) == ["dog"]
     vocab = Vocabulary(["#dog"], ["dog"], [1], [{"dog": 1}], [[]])
     with pytest.warns(UserWarning, match="record 1: unreadable hashtags"):
         labels = compute_post_labels(vocab, [rec, b"\xc1garbage"])
     assert labels.bad.tolist() == [1]
     assert labels.of(0).tolist() == [0] and labels.of(1).size == 0
+
+
+def test_decode_hashtags_checks_the_record_version_and_field_types():
+    import msgpack
+
+    assert decode_hashtags(msgpack.packb({"v": 1, "id": "a", "image": b"x", "hashtags": ["a", "b"]})) == ["a", "b"]
+    with pytest.raises(RecordError, match="version"):
+        decode_hashtags(msgpack.packb({"v": 2, "id": "a", "image": b"x", "hashtags": ["a"]}))
+    with pytest.raises(RecordError, match="hashtags"):
+        decode_hashtags(msgpack.packb({"v": 1, "id": "a", "image": b"x", "hashtags": [1]}))
+    with pytest.raises(RecordError, match="hashtags"):
+        decode_hashtags(msgpack.packb({"v": 1, "id": "a", "image": b"x"}))
+    with pytest.raises(RecordError, match="msgpack"):
+        decode_hashtags(b"\xc1garbage")
 
 
 def test_prefer_specific_drops_hypernyms_present_in_the_post():

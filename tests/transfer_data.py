@@ -20,7 +20,7 @@ from weaksup import config as config_lib
 from weaksup import models, sharding
 from weaksup import optimizer as optim_lib
 from weaksup.hashtags.vocabulary import Vocabulary
-from weaksup.train import create_train_state
+from weaksup.train_lib import create_train_state
 
 IMAGE_SIZE = 16
 
@@ -56,7 +56,7 @@ def write_pretraining_checkpoint(workdir: Path, model_name: str = "resnet_tiny",
     model = models.get_model(model_name, vocab.num_classes)
     mesh = sharding.make_mesh({"data": -1})
     tx = optim_lib.make_optimizer(0.1)
-    state, _ = create_train_state(model, tx, jax.random.PRNGKey(seed), IMAGE_SIZE, mesh)
+    state, _ = create_train_state(model, mesh, IMAGE_SIZE, tx=tx, rng=jax.random.PRNGKey(seed))
     state["step"] = state["step"] + step
     ckpt = ckpt_lib.Checkpointer(ckpt_lib.checkpoint_dir(workdir), async_save=False)
     ckpt.save(step, state, config=config_lib.config_to_json(config), vocab=vocab.to_json())

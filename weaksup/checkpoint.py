@@ -16,21 +16,26 @@ model and variables from the directory alone.
 from __future__ import annotations
 
 import datetime
-import json
 import os
-import tempfile
 import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import grain.checkpoint
 import jax
+import ml_collections
 import orbax.checkpoint as ocp
+
+from weaksup import config as config_lib
+from weaksup import sharding, train_lib
+from weaksup.errors import UsageError
+from weaksup.hashtags.vocabulary import Vocabulary
 
 STATE, DATA, CONFIG, VOCAB = "state", "data", "config", "vocab"
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(UsageError, RuntimeError):
     """A checkpoint that is missing, unreadable or does not fit the run."""
 
 
@@ -78,8 +83,6 @@ class Checkpointer:
             # keeps the directory tidy.
             cleanup_tmp_directories=not read_only,
         )
-        import grain.checkpoint
-
         handlers = {
             STATE: ocp.PyTreeCheckpointHandler(),
             DATA: grain.checkpoint.CheckpointHandler(),
@@ -124,8 +127,6 @@ class Checkpointer:
         t0 = time.perf_counter()
         items: dict[str, Any] = {STATE: ocp.args.PyTreeSave(_snapshot(state))}
         if data_iterator is not None:
-            import grain.checkpoint
-
             items[DATA] = grain.checkpoint.CheckpointSave(data_iterator)
         if config is not None:
             items[CONFIG] = ocp.args.JsonSave(dict(config))
@@ -151,8 +152,6 @@ class Checkpointer:
         restore_args = ocp.checkpoint_utils.construct_restore_args(abstract_state)
         items: dict[str, Any] = {STATE: ocp.args.PyTreeRestore(item=abstract_state, restore_args=restore_args)}
         if data_iterator is not None:
-            import grain.checkpoint
-
             self._check_data_processes(step)
             items[DATA] = grain.checkpoint.CheckpointRestore(data_iterator)
         restored = self._restore(step, items)
@@ -218,25 +217,13 @@ def _snapshot(state: Any) -> Any:
     return jax.tree.map(lambda x: x.copy() if isinstance(x, jax.Array) and next(iter(x.devices())).platform == "cpu" else x, state)
 
 
-def _vocab_from_json(data: Mapping[str, Any]) -> Any:
-    from weaksup.hashtags.vocabulary import Vocabulary
-
-    # Vocabulary.load reads a file; go through one so the loader's checks apply unchanged.
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "vocab.json"
-        path.write_text(json.dumps(data))
-        return Vocabulary.load(path)
-
-
-def load_pretrained(workdir: str | os.PathLike, step: int | None = None, mesh: Any = None) -> tuple[Any, Any, Any, Any]:
+def load_pretrained(workdir: str | os.PathLike, step: int | None = None, mesh: Any = None
+                    ) -> tuple[ml_collections.ConfigDict, Vocabulary, Any, train_lib.State]:
     """(config, vocab, model, variables) of a run, from its workdir alone.
 
-    `variables` = {"params", "batch_stats"} placed replicated (or fsdp-sharded by the
-    run's rule) on `mesh` (default: all local devices). `step` defaults to the latest.
+    `variables` = {"params", "batch_stats"} placed by the partition rules on `mesh`
+    (default: all local devices, data-parallel). `step` defaults to the latest.
     """
-    from weaksup import config as config_lib
-    from weaksup import models, sharding
-
     directory = checkpoint_dir(workdir)
     if not directory.is_dir():
         raise CheckpointError(f"{workdir}: no checkpoints directory ({directory})")
@@ -246,29 +233,13 @@ def load_pretrained(workdir: str | os.PathLike, step: int | None = None, mesh: A
         if step is None:
             raise CheckpointError(f"{directory}: no complete checkpoint")
         config = config_lib.config_from_json(ckpt.restore_json(step, CONFIG))
-        vocab = _vocab_from_json(ckpt.restore_json(step, VOCAB))
-        model = models.get_model(config.model.name, vocab.num_classes, **dict(config.model.get("overrides", {}) or {}))
+        vocab = Vocabulary.from_json(ckpt.restore_json(step, VOCAB), f"{directory / str(step) / VOCAB}")
+        model = train_lib.model_from_config(config.model, vocab.num_classes)
         mesh = mesh if mesh is not None else sharding.make_mesh({"data": -1})
-        abstract = abstract_variables(model, config, mesh)
-        variables = ckpt.restore_params(step, abstract)
+        variables, _ = train_lib.create_train_state(model, mesh, config.input.image_size, checkpoint=(ckpt, step))
     finally:
         ckpt.close()
     return config, vocab, model, variables
-
-
-def abstract_variables(model: Any, config: Any, mesh: Any) -> dict[str, Any]:
-    """ShapeDtypeStructs (with shardings) of a model's {params, batch_stats}."""
-    import jax.numpy as jnp
-
-    from weaksup import sharding
-
-    size = int(config.input.image_size)
-    shapes = jax.eval_shape(
-        lambda: model.init(jax.random.key(0), jnp.zeros((1, size, size, 3), jnp.float32), train=False)
-    )
-    shapes = {"params": shapes["params"], "batch_stats": shapes.get("batch_stats", {})}
-    shardings = sharding.tree_shardings(shapes, mesh)
-    return jax.tree.map(lambda s, sh: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sh), shapes, shardings)
 
 
 def save_interval_due(

@@ -5,6 +5,10 @@ A config file defines `get_config(arg: str | None = None) -> ml_collections.Conf
 `parse_arg`. `load_config` loads the file, applies command-line overrides on top and locks
 the result, so a misspelt key is an error instead of a silently ignored setting.
 
+Defaults live in one place: `pretrain_config()` and `evaluate_config()` return every
+field with its default, experiment files start from one of them and set only what they
+change, and the code reads fields directly (no `.get(key, default)` restating a default).
+
 Durations (`total_steps` / `total_epochs` / `total_examples`, and the warm-up's
 `optim.warmup_steps` / `optim.warmup_epochs` / `optim.warmup_examples`) are turned into
 steps in exactly one place, `duration_steps`; the trainer only knows steps.
@@ -22,12 +26,112 @@ from typing import Any
 
 import ml_collections
 
-# Fields every training config carries; `check_config` reports any that are missing.
-REQUIRED_FIELDS = ("seed", "corpus_dir", "vocab_path", "model", "input", "optim", "loss", "mesh")
+from weaksup.errors import UsageError
 
 
-class ConfigError(ValueError):
+
+class ConfigError(UsageError, ValueError):
     """A config that cannot be loaded, an unknown key or an impossible setting."""
+
+
+def pretrain_config() -> ml_collections.ConfigDict:
+    """Every pretraining field with its default; experiment configs start from this."""
+    c = ml_collections.ConfigDict()
+    c.seed = 0
+    c.corpus_dir = ""  # ArrayRecord corpus (python -m weaksup corpus build)
+    c.vocab_path = ""  # its vocabulary (python -m weaksup vocab build)
+    c.model = ml_collections.ConfigDict({"name": "", "overrides": {}})
+
+    c.input = ml_collections.ConfigDict()
+    c.input.global_batch_size = 0  # required: > 0
+    c.input.image_size = 224
+    c.input.resampling = "natural"  # natural | sqrt | uniform (weaksup.sampling)
+    c.input.label_noise = 0.0  # share of hashtag occurrences replaced by draws from the marginal
+    c.input.max_labels = 8
+    c.input.num_workers = 0  # grain decode worker processes (0: threads in this process)
+    c.input.num_threads = 2
+    c.input.crop_min_area = 0.08  # Inception's random-resized crop
+
+    c.optim = ml_collections.ConfigDict()
+    c.optim.momentum = 0.9
+    c.optim.nesterov = True
+    c.optim.weight_decay = 1e-4
+    c.optim.base_lr = 0.1  # per base_batch_size images (linear scaling rule)
+    c.optim.base_batch_size = 256
+    c.optim.warmup_steps = None  # at most one of the three warm-up durations
+    c.optim.warmup_epochs = None
+    c.optim.warmup_examples = None
+    c.optim.schedule = "step"  # step | cosine (weaksup.optimizer)
+    c.optim.decay_at = (0.3, 0.6, 0.9)
+    c.optim.decay_factor = 0.1
+    c.optim.final_lr_fraction = 0.0
+    c.optim.label_smoothing = 0.0
+    c.optim.grad_accum_steps = 1
+    c.optim.grad_clip_norm = None
+    c.loss = "softmax"  # softmax (1/k targets, the paper's) | sigmoid
+
+    # Exactly one duration; `total_steps(config, n)` resolves it.
+    c.total_steps = None
+    c.total_epochs = None
+    c.total_examples = None
+
+    c.mesh = ml_collections.ConfigDict({"data": -1, "fsdp": 1})
+    c.checkpoint = ml_collections.ConfigDict()
+    c.checkpoint.every_steps = None
+    c.checkpoint.every_minutes = None
+    c.checkpoint.keep = 3
+    c.checkpoint.best_metric = ""
+    c.checkpoint.best_mode = "min"
+    c.checkpoint.async_save = True
+    c.log_every_steps = 10
+    # The corpus's last records never enter training; the trainer reports hashtag mAP on them.
+    c.holdout_records = 0
+    c.holdout_every_steps = 0  # 0: every log_every_steps
+    c.nan_policy = "stop"  # stop | rollback (to the last checkpoint, skipping the bad batch)
+    c.max_rollbacks = 3
+    # Periodic evaluators: {name: {type, every_steps, ...options}} (weaksup.evaluators).
+    c.evals = ml_collections.ConfigDict()
+    return c
+
+
+def evaluate_config() -> ml_collections.ConfigDict:
+    """Every field of `python -m weaksup evaluate` with its default (see weaksup.evaluators.cli)."""
+    c = ml_collections.ConfigDict()
+    c.seed = 0
+    c.pretrained = ml_collections.ConfigDict({"workdir": "", "step": -1})  # step -1: the latest
+    c.model = ml_collections.ConfigDict({"name": "", "overrides": {}})  # needed without a checkpoint
+    c.random_baseline = True
+    c.mesh = ml_collections.ConfigDict({"data": -1, "fsdp": 1})
+    c.cache_dir = ""  # "": WORKDIR/feature_cache
+
+    c.dataset = ml_collections.ConfigDict()
+    c.dataset.name = ""  # a TFDS name
+    c.dataset.data_dir = ""
+    c.dataset.image_key = "image"
+    c.dataset.label_key = "label"
+    c.dataset.train_split = "train"
+    c.dataset.val_split = ""  # "": carved from the training split (val_fraction)
+    c.dataset.test_split = "test"
+    c.dataset.val_fraction = 0.2
+    c.dataset.image_size = 0  # 0: the pretraining image size
+    c.dataset.batch_size = 64
+    c.evals = ml_collections.ConfigDict()
+    return c
+
+
+def _missing_fields(config: ml_collections.ConfigDict, defaults: ml_collections.ConfigDict,
+                    prefix: str = "") -> list[str]:
+    out = []
+    for key, value in defaults.items():
+        name = f"{prefix}{key}"
+        if key not in config:
+            out.append(name)
+        elif isinstance(value, ml_collections.ConfigDict) and len(value) and key not in ("evals", "overrides"):
+            if not isinstance(config[key], ml_collections.ConfigDict):
+                out.append(name)
+            else:
+                out += _missing_fields(config[key], value, name + ".")
+    return out
 
 
 def parse_arg(arg: str | None, **defaults: Any) -> ml_collections.ConfigDict:
@@ -200,16 +304,12 @@ def duration_steps(
     return int(math.ceil(epochs * num_examples / global_batch_size))
 
 
-def _get(config: Any, key: str) -> Any:
-    return config.get(key) if hasattr(config, "get") else None
-
-
 def total_steps(config: ml_collections.ConfigDict, num_examples: int | None = None) -> int:
     """Training length in steps from `total_steps` / `total_epochs` / `total_examples`."""
     return duration_steps(
-        steps=_get(config, "total_steps"),
-        epochs=_get(config, "total_epochs"),
-        examples=_get(config, "total_examples"),
+        steps=config.total_steps,
+        epochs=config.total_epochs,
+        examples=config.total_examples,
         global_batch_size=config.input.global_batch_size,
         num_examples=num_examples,
         name="total",
@@ -219,7 +319,7 @@ def total_steps(config: ml_collections.ConfigDict, num_examples: int | None = No
 def warmup_steps(config: ml_collections.ConfigDict, num_examples: int | None = None) -> int:
     """Warm-up length in steps from `optim.warmup_steps` / `_epochs` / `_examples` (0 if none)."""
     optim = config.optim
-    s, e, x = _get(optim, "warmup_steps"), _get(optim, "warmup_epochs"), _get(optim, "warmup_examples")
+    s, e, x = optim.warmup_steps, optim.warmup_epochs, optim.warmup_examples
     if s is None and e is None and x is None:
         return 0
     return duration_steps(
@@ -234,17 +334,17 @@ def warmup_steps(config: ml_collections.ConfigDict, num_examples: int | None = N
 
 def check_config(config: ml_collections.ConfigDict) -> None:
     """Cheap structural checks that need no data and no devices."""
-    missing = [f for f in REQUIRED_FIELDS if f not in config]
+    missing = _missing_fields(config, pretrain_config())
     if missing:
-        raise ConfigError(f"config lacks required fields: {', '.join(missing)}")
+        raise ConfigError(f"config lacks {', '.join(missing)}: start it from weaksup.config.pretrain_config()")
     if config.loss not in ("softmax", "sigmoid"):
         raise ConfigError(f"config.loss must be 'softmax' or 'sigmoid', got {config.loss!r}")
     gbs = config.input.global_batch_size
     if not isinstance(gbs, int) or gbs <= 0:
         raise ConfigError(f"input.global_batch_size must be a positive int, got {gbs!r}")
-    accum = int(config.optim.get("grad_accum_steps", 1) or 1)
+    accum = int(config.optim.grad_accum_steps)
     if accum < 1:
         raise ConfigError(f"optim.grad_accum_steps must be >= 1, got {accum}")
-    policy = config.get("nan_policy", "stop")
+    policy = config.nan_policy
     if policy not in ("stop", "rollback"):
         raise ConfigError(f"nan_policy must be 'stop' or 'rollback', got {policy!r}")

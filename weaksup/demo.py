@@ -26,17 +26,28 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from pathlib import Path
 from typing import Any
+
+import ml_collections
+
+from weaksup import atomic, paths, runner, train
+from weaksup import config as config_lib
+from weaksup.corpus import pipeline, shards
+from weaksup.corpus.dedup import reference_hashes
+from weaksup.datasets import emojigram_target
+from weaksup.errors import EXIT_OK, EXIT_PREEMPTED, RunFailed
+from weaksup.evaluators import cli as evaluate_cli
+from weaksup.hashtags.vocabulary import Vocabulary
+from weaksup.labels import build_from_corpus
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_CONFIG = REPO / "configs" / "emojigram_demo.py"
 TRANSFER_CONFIG = REPO / "configs" / "emojigram_transfer.py"
 
 
-class DemoError(RuntimeError):
+class DemoError(RunFailed):
     """A demo stage that cannot run as configured."""
 
 
@@ -44,16 +55,8 @@ def _stage(name: str, t0: float) -> None:
     print(f"\n=== demo: {name}  (elapsed {(time.time() - t0) / 60:.1f} min)", flush=True)
 
 
-def _write_json_atomic(path: Path, obj: Any) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=1, sort_keys=False, default=str))
-    tmp.replace(path)
-
-
 def build_target(data: Any, tfds_dir: Path) -> tuple[str, list[str]]:
     """Builds (or finds) the held-out-artist target; returns (tfds name, class wnids)."""
-    from weaksup.datasets import emojigram_target
-
     train, val, test = data.target_per_class
     builder = emojigram_target.build_target(
         data_dir=tfds_dir,
@@ -80,9 +83,6 @@ def corpus_dir_for(data: Any, data_root: Path) -> Path:
 
 def build_corpus(data: Any, output: Path, target_name: str, tfds_dir: Path) -> dict[str, Any]:
     """Builds the EmojiGram corpus (deduplicated against the target) unless it is complete."""
-    from weaksup.corpus import pipeline, shards
-    from weaksup.corpus.dedup import reference_hashes
-
     if (output / shards.MANIFEST).exists():
         print(f"corpus: {output} is complete; reusing it", flush=True)
         return shards.Corpus(output).manifest
@@ -115,15 +115,13 @@ def build_vocabulary(data: Any, corpus_dir: Path, target_name: str, target_wnids
     With `data.vocab_within_target` only the target's synsets are kept: the paper's
     target-aligned vocabulary (its ImageNet results used the ImageNet-aligned hashtags).
     """
-    from weaksup.hashtags import vocabulary
-
     mode = str(data.vocab_mode)
     tag = {"topk": f"top{int(data.top_k)}", "min_count": f"min{int(data.min_count)}"}.get(mode, mode)
     if mode in ("nouns", "raw", "imagenet1k"):
         tag = f"{mode}-min{int(data.min_count)}"
     if data.prefer_specific:
         tag += "-specific"
-    within = list(target_wnids) if data.get("vocab_within_target", False) else []
+    within = list(target_wnids) if data.vocab_within_target else []
     if within:
         tag += "-within-" + target_name.replace("/", "-")
     path = corpus_dir / f"vocab-{tag}.json"
@@ -135,15 +133,13 @@ def build_vocabulary(data: Any, corpus_dir: Path, target_name: str, target_wnids
         kwargs["top_k"] = int(data.top_k)
     else:
         kwargs["min_count"] = int(data.min_count)
-    vocab = vocabulary.build_from_corpus(str(corpus_dir), str(path), **kwargs)
+    vocab = build_from_corpus(str(corpus_dir), str(path), **kwargs)
     print(f"vocabulary: {vocab.num_classes} labels; coverage {json.dumps(vocab.coverage)}", flush=True)
     return path
 
 
 def transfer_config(config: Any, pretrain_dir: Path, target_name: str, tfds_dir: Path) -> Any:
     """The evaluation config: the transfer config file with the demo's settings."""
-    from weaksup import config as config_lib
-
     t = config.transfer
     ecfg = config_lib.load_config(
         f"{TRANSFER_CONFIG}:pretrained={pretrain_dir},dataset={target_name},data_dir={tfds_dir},"
@@ -157,7 +153,7 @@ def transfer_config(config: Any, pretrain_dir: Path, target_name: str, tfds_dir:
     ecfg.evals.finetune.base_lr = float(t.finetune_lr)
     # Fine-tuning crops like pretraining: an emoji fills the target image, and Inception's
     # 8% crops of a 32 px picture would mostly show a fragment of it.
-    ecfg.evals.finetune.crop_min_area = float(config.input.get("crop_min_area", 0.08))
+    ecfg.evals.finetune.crop_min_area = float(config.input.crop_min_area)
     unknown = set(t.protocols) - set(ecfg.evals)
     if unknown:
         raise DemoError(f"transfer.protocols names unknown protocols {sorted(unknown)}; known: {sorted(ecfg.evals)}")
@@ -200,13 +196,8 @@ def results_table(transfer: dict[str, dict[str, dict[str, float]]]) -> str:
     return "\n".join(lines)
 
 
-def run(config: Any, workdir: Path, data_root: Path, tfds_dir: Path) -> dict[str, Any]:
-    """Runs every stage; returns (and writes) the results document."""
-    from weaksup import train
-    from weaksup.corpus import shards
-    from weaksup.evaluators import cli as evaluate_cli
-    from weaksup.hashtags.vocabulary import Vocabulary
-
+def run(config: Any, workdir: Path, data_root: Path, tfds_dir: Path) -> dict[str, Any] | None:
+    """Runs every stage; returns (and writes) the results document, or None when a signal stopped it."""
     t0 = time.time()
     stages: dict[str, float] = {}
     workdir.mkdir(parents=True, exist_ok=True)
@@ -238,7 +229,9 @@ def run(config: Any, workdir: Path, data_root: Path, tfds_dir: Path) -> dict[str
     pretrain_dir = workdir / "pretrain"
     final = train.train_and_evaluate(config, pretrain_dir)
     if final.get("stopped"):
-        raise DemoError(f"pretraining stopped early ({final['stopped']}); run the demo again to resume")
+        print(f"demo: pretraining stopped by {final['stopped']} after saving; run the demo again to resume",
+              flush=True)
+        return None
     stages["pretrain"] = time.time() - t
 
     _stage("5/5 transfer to the held-out artist", t0)
@@ -258,7 +251,7 @@ def run(config: Any, workdir: Path, data_root: Path, tfds_dir: Path) -> dict[str
             "corpus_skipped": manifest.get("skipped", {}),
             "vocab_path": str(vocab_path),
             "vocab_mode": str(data.vocab_mode),
-            "vocab_within_target": bool(data.get("vocab_within_target", False)),
+            "vocab_within_target": bool(data.vocab_within_target),
             "vocab_classes": vocab.num_classes,
             "vocab_coverage": vocab.coverage,
             "target": target_name,
@@ -268,37 +261,27 @@ def run(config: Any, workdir: Path, data_root: Path, tfds_dir: Path) -> dict[str
         "minutes": round((time.time() - t0) / 60, 2),
         "config": json.loads(config.to_json_best_effort()),
     }
-    _write_json_atomic(workdir / "results.json", results)
+    atomic.write_json(workdir / "results.json", results)
     print("\n" + results_table(transfer), flush=True)
     print("\nsummary: " + json.dumps({k: round(v, 4) for k, v in results["summary"].items()}), flush=True)
     print(f"demo: done in {results['minutes']:.1f} min; results in {workdir / 'results.json'}", flush=True)
     return results
 
 
+def _add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data-root", default="runs/emojigram-data", help="shared corpora and vocabularies")
+    parser.add_argument("--tfds-dir", default=None, help="TFDS data_dir for the target (default: the project's)")
+
+
+def _run(config: ml_collections.ConfigDict, args: argparse.Namespace) -> int:
+    if "data" not in config or "transfer" not in config:
+        raise config_lib.ConfigError(f"{args.config} is not a demo config (it lacks `data` and `transfer`)")
+    tfds_dir = Path(args.tfds_dir) if args.tfds_dir else paths.tfds_data_dir()
+    results = run(config, Path(args.workdir).resolve(), Path(args.data_root).resolve(), tfds_dir)
+    return EXIT_PREEMPTED if results is None else EXIT_OK
+
+
 def main(argv: list[str]) -> int:
     """`python -m weaksup demo [--workdir DIR] [--config FILE[:ARGS]] [--config.key=value ...]`."""
-    from weaksup import config as config_lib
-    from weaksup import paths
-
-    ap = argparse.ArgumentParser(prog="python -m weaksup demo", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--workdir", default="runs/demo", help="run directory (default runs/demo)")
-    ap.add_argument("--config", default=str(DEFAULT_CONFIG), help="demo config file[:args]")
-    ap.add_argument("--data-root", default="runs/emojigram-data", help="shared corpora and vocabularies")
-    ap.add_argument("--tfds-dir", default=None, help="TFDS data_dir for the target (default: the project's)")
-    args, overrides = ap.parse_known_args(argv)
-    try:
-        config = config_lib.load_config(args.config, overrides)
-    except Exception as e:  # a wrong config value must name itself, not a traceback
-        print(f"demo: {type(e).__name__}: {e}", file=sys.stderr)
-        return 2
-    if "data" not in config or "transfer" not in config:
-        print(f"demo: {args.config} is not a demo config (it lacks `data` and `transfer`)", file=sys.stderr)
-        return 2
-    tfds_dir = Path(args.tfds_dir) if args.tfds_dir else paths.tfds_data_dir()
-    try:
-        run(config, Path(args.workdir).resolve(), Path(args.data_root).resolve(), tfds_dir)
-    except DemoError as e:
-        print(f"demo: {e}", file=sys.stderr)
-        return 1
-    return 0
+    return runner.run_config_command("demo", __doc__, argv, _run, config_default=str(DEFAULT_CONFIG),
+                                     workdir_default="runs/demo", add_arguments=_add_arguments)

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 
 import jax
 
+from weaksup.config import ConfigError
+
 
 @dataclass(frozen=True)
 class DistributedArgs:
@@ -73,9 +75,9 @@ def initialize(args: DistributedArgs | None = None) -> bool:
         missing = [n for n, v in (("--coordinator", args.coordinator), ("--num-processes", args.num_processes),
                                   ("--process-id", args.process_id)) if v is None]
         if missing:
-            raise ValueError(f"multi-process start needs {', '.join(missing)} as well")
+            raise ConfigError(f"multi-process start needs {', '.join(missing)} as well")
         if not 0 <= args.process_id < args.num_processes:
-            raise ValueError(f"--process-id {args.process_id} is outside 0..{args.num_processes - 1}")
+            raise ConfigError(f"--process-id {args.process_id} is outside 0..{args.num_processes - 1}")
         if args.num_processes == 1:
             return False
     elif not _cluster_detected():

@@ -7,9 +7,11 @@ Pretraining, per JAX process:
   (`weaksup.augment`) -> skip bad records, count them -> batch
 
 A batch is a dict of numpy arrays: `image` uint8 (B_local, H, W, 3) and `labels` int32
-(B_local, max_labels), a post's labels padded with -1 (the on-device `soft_targets`
-turns them into the paper's 1/k softmax targets). `normalize_images` and `soft_targets`
-are the pure-jnp halves that run on device.
+(B_local, max_labels), a post's labels padded with -1 (on device, `losses.label_targets`
+turns them into the paper's 1/k softmax targets and `train_lib.normalize_images` the
+pictures into the model's input). Post labels come from `weaksup.labels`.
+
+Evaluation and fine-tuning read a `Target`: a TFDS dataset, its splits and feature keys.
 
 Global stream. The resampler defines one global sequence of record positions per epoch,
 the same in every process. Global batch b is positions [b*G, (b+1)*G) for global batch
@@ -30,74 +32,35 @@ that). Resampling weights are computed from the clean labels.
 
 from __future__ import annotations
 
-import bisect
 import dataclasses
 import os
 import warnings
-from collections.abc import Callable, Iterator, Sequence
-from pathlib import Path
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import grain
+import jax
 import numpy as np
 
+import tensorflow_datasets as tfds
+from absl import flags
+
 from weaksup import augment
-from weaksup.hashtags.vocabulary import PostLabels, Vocabulary, VocabularyError, load_post_labels
+from weaksup.corpus.record import decode_post
+from weaksup.corpus.shards import Corpus
+from weaksup.errors import UsageError
+from weaksup.hashtags.vocabulary import Vocabulary
+from weaksup.labels import PostLabels, check_built_from, load_post_labels, pad_labels
 from weaksup.sampling import Resampler
 
 # Distinct random streams derived from the same seed.
 _AUG_STREAM = 0xA06
 _NOISE_STREAM = 0x401
 
-# ImageNet channel statistics: the standard for the ResNe(X)t recipe.
-MEAN_RGB = (0.485, 0.456, 0.406)
-STDDEV_RGB = (0.229, 0.224, 0.225)
-
 # An iterator without an end still needs a length for grain's MapDataset.
 _ENDLESS = 1 << 60
 # Warn about the first bad records individually, then only every this many.
 _WARN_FIRST, _WARN_EVERY = 20, 1000
-
-
-# --- on-device helpers ------------------------------------------------------------------
-
-
-def normalize_images(images: Any) -> Any:
-    """uint8 (..., 3) -> float32 normalised with the ImageNet mean and std (pure jnp)."""
-    import jax.numpy as jnp
-
-    x = images.astype(jnp.float32) / 255.0
-    return (x - jnp.asarray(MEAN_RGB, jnp.float32)) / jnp.asarray(STDDEV_RGB, jnp.float32)
-
-
-def soft_targets(labels: Any, num_classes: int) -> Any:
-    """(B, max_labels) int labels padded with -1 -> (B, C) with 1/k on a post's k labels."""
-    import jax
-    import jax.numpy as jnp
-
-    valid = labels >= 0
-    onehot = jax.nn.one_hot(jnp.where(valid, labels, 0), num_classes, dtype=jnp.float32)
-    onehot = onehot * valid[..., None]
-    k = jnp.maximum(valid.sum(-1, keepdims=True), 1).astype(jnp.float32)
-    return onehot.sum(-2) / k
-
-
-# --- locating records -------------------------------------------------------------------
-
-
-def record_locator(corpus: Any) -> Callable[[int], str]:
-    """Maps a global record index to "shard PATH record J" for messages."""
-    paths = [str(p) for p in corpus.shard_paths]
-    starts, total = [], 0
-    for s in corpus.shards:
-        starts.append(total)
-        total += s.records
-
-    def describe(i: int) -> str:
-        k = max(0, bisect.bisect_right(starts, i) - 1)
-        return f"shard {paths[k]} record {i - starts[k]}"
-
-    return describe
 
 
 # --- per-example work (runs in grain threads / worker processes) -----------------------
@@ -164,17 +127,14 @@ class _PretrainExample:
             pool = self.post_labels.occ_labels
             occ[flip] = pool[rng.integers(0, len(pool), int(flip.sum()))]
             labels = np.asarray(self.vocab.prune(occ.tolist()), np.int32)
-        out = np.full(self.max_labels, -1, np.int32)
-        n = min(len(labels), self.max_labels)
-        out[:n] = labels[:n]
-        return out
+        return pad_labels(labels, self.max_labels)
 
     def __call__(self, j: int) -> dict[str, Any]:
         g = self.layout.global_position(int(j))
         epoch, pos, record = self.resampler.record_at(g)
         try:
             data = self.source[record]
-            image_bytes = _image_bytes(data)
+            image_bytes = decode_post(data).image
             rng = np.random.default_rng([self.seed, epoch, pos, _AUG_STREAM])
             image = augment.train_crop(image_bytes, self.image_size, rng, self.crop_min_area)
         except Exception as e:  # any bad record is skipped, never fatal
@@ -183,13 +143,6 @@ class _PretrainExample:
         if self.with_record_index:
             example["record"] = np.int64(record)
         return example
-
-
-def _image_bytes(record: bytes) -> bytes:
-    """The image field of a corpus record (full schema check, see weaksup.corpus.record)."""
-    from weaksup.corpus.record import decode_post
-
-    return decode_post(record).image
 
 
 # --- batching, skipping and counting (main process) ------------------------------------
@@ -255,8 +208,6 @@ def _mapped_iterator(
         grain.ReadOptions(num_threads=num_threads, prefetch_buffer_size=prefetch)
     )
     if num_workers > 0:
-        from absl import flags
-
         # grain 0.2.18's worker start-up reads an absl flag directly and fails unless flags
         # were parsed; outside an absl app we take every flag's default.
         if not flags.FLAGS.is_parsed():
@@ -269,8 +220,6 @@ def _process_layout(
     global_batch_size: int, process_index: int | None, process_count: int | None
 ) -> tuple[int, int, int]:
     if process_index is None or process_count is None:
-        import jax
-
         process_index = jax.process_index() if process_index is None else process_index
         process_count = jax.process_count() if process_count is None else process_count
     if not 0 <= process_index < process_count:
@@ -315,8 +264,6 @@ def make_pretrain_iterator(
     `holdout_records` records are never sampled (kept for evaluation). A vocabulary built
     from a different corpus is an error unless `allow_corpus_mismatch`.
     """
-    from weaksup.corpus.shards import Corpus
-
     crop_min_area = augment.check_min_area(crop_min_area)
     process_index, process_count, local_batch = _process_layout(
         global_batch_size, process_index, process_count
@@ -325,16 +272,8 @@ def make_pretrain_iterator(
         raise ValueError(f"label_noise must be in [0, 1], got {label_noise}")
     corpus = Corpus(corpus_dir)
     vocab = Vocabulary.load(vocab_path)
-    built_on = vocab.build.get("corpus", {}).get("manifest_sha256")
-    from weaksup.hashtags.vocabulary import manifest_sha256
-
-    actual = manifest_sha256(corpus.path)
-    if built_on and built_on != actual and not allow_corpus_mismatch:
-        raise VocabularyError(
-            f"{vocab_path}: built from corpus {vocab.build['corpus'].get('path')} "
-            f"(manifest {built_on[:12]}), but {corpus.path} has manifest {actual[:12]}; "
-            "rebuild the vocabulary or allow the mismatch explicitly"
-        )
+    if not allow_corpus_mismatch:
+        check_built_from(vocab, vocab_path, corpus)
     post_labels = load_post_labels(vocab, vocab_path, corpus)
     eligible = None
     if holdout_records:
@@ -349,7 +288,7 @@ def make_pretrain_iterator(
     layout = _Layout(global_batch_size, local_batch, process_index, total)
     fn = _PretrainExample(
         corpus.data_source(),
-        record_locator(corpus),
+        corpus.describe,
         post_labels,
         vocab,
         resampler,
@@ -384,14 +323,14 @@ def make_pretrain_iterator_from_config(
         config.vocab_path,
         global_batch_size=inp.global_batch_size,
         image_size=inp.image_size,
-        resampling=inp.get("resampling", "natural"),
-        label_noise=inp.get("label_noise", 0.0),
-        max_labels=inp.get("max_labels", 8),
-        seed=config.get("seed", 0),
-        num_workers=inp.get("num_workers", 0),
-        num_threads=inp.get("num_threads", 2),
-        holdout_records=config.get("holdout_records", 0),
-        crop_min_area=inp.get("crop_min_area", 0.08),
+        resampling=inp.resampling,
+        label_noise=inp.label_noise,
+        max_labels=inp.max_labels,
+        seed=config.seed,
+        num_workers=inp.num_workers,
+        num_threads=inp.num_threads,
+        holdout_records=config.holdout_records,
+        crop_min_area=inp.crop_min_area,
         process_index=process_index,
         process_count=process_count,
     )
@@ -400,8 +339,63 @@ def make_pretrain_iterator_from_config(
 # --- evaluation targets (TFDS, array_record, no TensorFlow) -------------------------------
 
 
-class EvalDataError(ValueError):
+class EvalDataError(UsageError, ValueError):
     """An evaluation dataset that cannot be opened as asked (name, split or feature key)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Target:
+    """A transfer dataset: where it lives (TFDS name and data_dir), its splits, keys and crop size.
+
+    A target without a validation split gets one carved from its training split (a fixed,
+    seeded `val_fraction`; see `weaksup.evaluators.features`), so hyper-parameters are
+    never chosen on the test split. `batch_size` is global.
+    """
+
+    dataset: str
+    data_dir: str | None = None
+    image_key: str = "image"
+    label_key: str = "label"
+    train_split: str = "train"
+    val_split: str | None = None
+    test_split: str | None = "test"
+    val_fraction: float = 0.2
+    image_size: int = 32
+    batch_size: int = 64
+    seed: int = 0
+
+    @classmethod
+    def from_options(cls, options: Mapping[str, Any]) -> tuple[Target, dict[str, Any]]:
+        """Splits options into the target's fields and the rest ("" for a split or data_dir: none)."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        mine = {k: v for k, v in options.items() if k in names}
+        rest = {k: v for k, v in options.items() if k not in names}
+        if not mine.get("dataset"):
+            raise EvalDataError("evaluator options need a `dataset` (TFDS name)")
+        for key in ("data_dir", "val_split", "test_split"):  # "" (command-line friendly) means none
+            if key in mine:
+                mine[key] = str(mine[key]) if mine[key] else None
+        return cls(**mine), rest
+
+    def open(self, split: str) -> tuple[Any, int]:
+        """(TFDS data source, class count) of a split; EvalDataError names what is wrong."""
+        return open_tfds_source(self.dataset, split, data_dir=self.data_dir, image_key=self.image_key,
+                                label_key=self.label_key)
+
+    def num_classes(self) -> int:
+        """Class count from the label feature (ClassLabel); checked on the training split."""
+        _, n = self.open(self.train_split)
+        if n <= 0:
+            raise EvalDataError(f"TFDS dataset {self.dataset!r}: label feature {self.label_key!r} is not a "
+                                "ClassLabel, so the class count is unknown")
+        return n
+
+    def check(self) -> None:
+        """Opens every split once, so a wrong name or key fails before any compute."""
+        for split in (self.train_split, self.val_split, self.test_split):
+            if split is not None:
+                self.open(split)
+        self.num_classes()
 
 
 def open_tfds_source(
@@ -416,8 +410,6 @@ def open_tfds_source(
 
     Images come undecoded (SkipDecoding) so that JPEGs go through the fast decoder.
     """
-    import tensorflow_datasets as tfds
-
     try:
         builder = tfds.builder(dataset, data_dir=None if data_dir is None else str(data_dir))
     except Exception as e:  # tfds raises DatasetNotFoundError and friends
@@ -475,33 +467,29 @@ def _as_image(value: Any, size: int, crop_fraction: float) -> np.ndarray:
 
 
 def make_eval_iterator(
-    dataset: str,
+    target: Target,
     split: str,
     *,
-    data_dir: str | os.PathLike | None,
-    image_key: str = "image",
-    label_key: str = "label",
-    batch_size: int,
-    image_size: int,
     process_index: int | None = None,
     process_count: int | None = None,
     crop_fraction: float = 0.875,
     num_threads: int = 2,
 ) -> Iterator[dict[str, np.ndarray]]:
-    """One pass over a TFDS split: `image` uint8, `label` int32, `mask` bool batches.
+    """One pass over a split of `target`: `image` uint8, `label` int32, `mask` bool batches.
 
-    `batch_size` is global; this process yields batches of batch_size / process_count
+    `target.batch_size` is global; this process yields batches of batch_size / process_count
     over its contiguous part of the split. Every process yields the same number of
     batches; the last ones are padded (mask False, label -1) so shapes stay static.
     """
-    process_index, process_count, local_batch = _process_layout(batch_size, process_index, process_count)
-    source, _ = open_tfds_source(dataset, split, data_dir=data_dir, image_key=image_key, label_key=label_key)
+    process_index, process_count, local_batch = _process_layout(target.batch_size, process_index, process_count)
+    source, _ = target.open(split)
     n = len(source)
     bounds = [n * p // process_count for p in range(process_count + 1)]
     lo, hi = bounds[process_index], bounds[process_index + 1]
     per_process = -(-n // process_count)
     num_batches = -(-per_process // local_batch)
-    fn = _EvalExample(source, lo, hi - lo, image_key, label_key, image_size, crop_fraction, f"{dataset}/{split}")
+    fn = _EvalExample(source, lo, hi - lo, target.image_key, target.label_key, target.image_size, crop_fraction,
+                      f"{target.dataset}/{split}")
     ds = grain.MapDataset.range(num_batches * local_batch).map(fn).batch(local_batch)
     return iter(ds.to_iter_dataset(grain.ReadOptions(num_threads=num_threads, prefetch_buffer_size=4 * local_batch)))
 
@@ -549,15 +537,8 @@ class _FinetuneExample:
 
 
 def make_finetune_iterator(
-    dataset: str,
-    split: str,
+    target: Target,
     *,
-    data_dir: str | os.PathLike | None,
-    image_key: str = "image",
-    label_key: str = "label",
-    batch_size: int,
-    image_size: int,
-    seed: int = 0,
     num_epochs: int | None = None,
     process_index: int | None = None,
     process_count: int | None = None,
@@ -565,20 +546,21 @@ def make_finetune_iterator(
     num_threads: int = 2,
     crop_min_area: float = 0.08,
 ) -> BatchIterator:
-    """Training batches from a TFDS split for fine-tuning: shuffled, repeated, augmented.
+    """Training batches from `target`'s training split for fine-tuning: shuffled, repeated, augmented.
 
     Random-resized crop (keeping at least `crop_min_area` of the picture) + flip; `image`
-    uint8 and `label` int32; `batch_size` is global. Checkpointable like the pretraining
-    iterator (same global-stream layout).
+    uint8 and `label` int32; `target.batch_size` is global; the order and crops follow
+    `target.seed`. Checkpointable like the pretraining iterator (same global-stream layout).
     """
     crop_min_area = augment.check_min_area(crop_min_area)
-    process_index, process_count, local_batch = _process_layout(batch_size, process_index, process_count)
-    source, _ = open_tfds_source(dataset, split, data_dir=data_dir, image_key=image_key, label_key=label_key)
-    order = _Permutation(len(source), seed)
+    process_index, process_count, local_batch = _process_layout(target.batch_size, process_index, process_count)
+    split = target.train_split
+    source, _ = target.open(split)
+    order = _Permutation(len(source), target.seed)
     total = _ENDLESS if num_epochs is None else int(num_epochs) * len(source)
-    layout = _Layout(batch_size, local_batch, process_index, total)
-    fn = _FinetuneExample(source, order, layout, image_key, label_key, image_size, seed, f"{dataset}/{split}",
-                          crop_min_area)
+    layout = _Layout(target.batch_size, local_batch, process_index, total)
+    fn = _FinetuneExample(source, order, layout, target.image_key, target.label_key, target.image_size, target.seed,
+                          f"{target.dataset}/{split}", crop_min_area)
     ds = grain.MapDataset.range(layout.local_length()).map(fn)
     parent = _mapped_iterator(ds, num_workers, num_threads, 4 * local_batch)
     return BatchIterator(parent, local_batch, drop_remainder=True, static={"records": len(source)})

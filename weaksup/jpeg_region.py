@@ -28,12 +28,11 @@ import os
 import shutil
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
-from weaksup import paths
+from weaksup import atomic, paths
 
 SOURCE = Path(__file__).resolve().parent / "native" / "jpeg_region.c"
 MARGIN = 2
@@ -66,19 +65,13 @@ def build(force: bool = False) -> Path:
     if not cc:
         raise BuildError("no C compiler (cc/gcc) on PATH; install gcc")
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, suffix=".so.tmp")
-    os.close(fd)
-    cmd = [cc, "-O2", "-shared", "-fPIC", "-o", tmp, str(SOURCE), "-ljpeg"]
-    try:
+    with atomic.replacing(target) as tmp:
+        cmd = [cc, "-O2", "-shared", "-fPIC", "-o", str(tmp), str(SOURCE), "-ljpeg"]
         proc = subprocess.run(cmd, capture_output=True, text=True)
         if proc.returncode:
             raise BuildError(
                 f"{' '.join(cmd)} failed (libjpeg-turbo headers: Debian libjpeg62-turbo-dev):\n{proc.stderr.strip()}"
             )
-        os.replace(tmp, target)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
     global _LIB, _LOAD_ERROR
     _LIB, _LOAD_ERROR = None, None
     return target

@@ -92,21 +92,21 @@ def optimizer_from_config(
     optim: Any, global_batch_size: int, total_steps: int, warmup_steps: int
 ) -> tuple[optax.GradientTransformation, optax.Schedule]:
     """Builds (optimizer, lr schedule) from a config's `optim` group."""
-    peak = peak_learning_rate(optim.base_lr, global_batch_size, optim.get("base_batch_size", 256))
+    peak = peak_learning_rate(optim.base_lr, global_batch_size, optim.base_batch_size)
     schedule = learning_rate_schedule(
         peak,
         total_steps,
         warmup_steps,
-        schedule=optim.get("schedule", "step"),
-        decay_at=tuple(optim.get("decay_at", (0.3, 0.6, 0.9))),
-        decay_factor=optim.get("decay_factor", 0.1),
-        final_lr_fraction=optim.get("final_lr_fraction", 0.0),
+        schedule=optim.schedule,
+        decay_at=tuple(optim.decay_at),
+        decay_factor=optim.decay_factor,
+        final_lr_fraction=optim.final_lr_fraction,
     )
     tx = make_optimizer(
         schedule,
-        momentum=optim.get("momentum", 0.9),
-        nesterov=optim.get("nesterov", True),
-        weight_decay=optim.get("weight_decay", 1e-4),
-        grad_clip_norm=optim.get("grad_clip_norm", None),
+        momentum=optim.momentum,
+        nesterov=optim.nesterov,
+        weight_decay=optim.weight_decay,
+        grad_clip_norm=optim.grad_clip_norm,
     )
     return tx, schedule

@@ -15,6 +15,8 @@ import jax
 import numpy as np
 from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec as P
 
+from weaksup.errors import UsageError
+
 AXES = ("data", "fsdp")
 # The batch dimension is split over both axes: fsdp replicas also see different data.
 BATCH_AXES = ("data", "fsdp")
@@ -23,7 +25,7 @@ BATCH_AXES = ("data", "fsdp")
 MIN_FSDP_SIZE = 2**14
 
 
-class ShardingError(ValueError):
+class ShardingError(UsageError, ValueError):
     """A mesh or batch layout that cannot work on the available devices."""
 
 

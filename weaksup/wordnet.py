@@ -26,7 +26,6 @@ import os
 import re
 import shutil
 import sys
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,7 +33,8 @@ from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 
-from weaksup import paths
+from weaksup import atomic, paths
+from weaksup.errors import UsageError
 
 ENV_VAR = "WEAKSUP_WORDNET_DIR"
 DEBIAN_DIR = Path("/usr/share/wordnet")
@@ -76,7 +76,7 @@ _LEXNAME_CATEGORY = {"adj": 3, "adv": 4, "noun": 1, "verb": 2}
 _VERSION_PROBE = ("dog", "n02084071")
 
 
-class WordNetError(RuntimeError):
+class WordNetError(UsageError, RuntimeError):
     """WordNet is missing, incomplete, or not version 3.0."""
 
 
@@ -164,9 +164,8 @@ def _copy_if_changed(src: Path, dst: Path) -> bool:
         dst.stat().st_mtime_ns == src.stat().st_mtime_ns
     ):
         return False
-    tmp = dst.with_name(dst.name + ".tmp")
-    shutil.copy2(src, tmp)
-    os.replace(tmp, dst)
+    with atomic.replacing(dst) as tmp:
+        shutil.copy2(src, tmp)
     return True
 
 
@@ -227,12 +226,12 @@ def install(verbose: bool = True) -> Path:
     text = _lexnames_text() if not (src and (src / "lexnames").is_file()) else (
         (src / "lexnames").read_text(encoding="utf-8"))
     if not lexnames.is_file() or lexnames.read_text(encoding="utf-8") != text:
-        _atomic_write_bytes(lexnames, text.encode("utf-8"))
+        atomic.write_bytes(lexnames, text.encode("utf-8"))
         log(f"wordnet: wrote {lexnames}")
     stamp = target / ".weaksup-verified"
     if not stamp.is_file():
         _verify_with_nltk(target)
-        _atomic_write_bytes(stamp, b"nltk reader ok\n")
+        atomic.write_bytes(stamp, b"nltk reader ok\n")
         log(f"wordnet: NLTK reads {target} (dog.n.01 = {_VERSION_PROBE[1]})")
     path = index_path()
     if path.is_file() and _cache_matches(path, target):
@@ -274,18 +273,6 @@ def _verify_with_nltk(d: Path) -> None:
     dog = reader.synset("dog.n.01")
     if f"n{dog.offset():08d}" != _VERSION_PROBE[1]:
         raise WordNetError(f"{d}: NLTK reads dog.n.01 as n{dog.offset():08d}; not WordNet 3.0")
-
-
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 # --------------------------------------------------------------------------- compiling
@@ -495,17 +482,8 @@ def build_index(wordnet_dir: Path, out_path: Path) -> None:
         **{f"{p}_lemmas": strings(other[p]) for p in other},
         **{f"{p}_counts": other_counts[p] for p in other},
     )
-    out_path = Path(out_path)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=out_path.parent, prefix=out_path.name + ".", suffix=".tmp")
-    os.close(fd)
-    try:
-        with open(tmp, "wb") as f:
-            np.savez(f, **arrays)
-        os.replace(tmp, out_path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic.replacing(out_path) as tmp, open(tmp, "wb") as f:
+        np.savez(f, **arrays)
 
 
 # --------------------------------------------------------------------------- the index
@@ -566,8 +544,6 @@ class WordNetIndex:
             l: tuple(zip(rows[sp[i]:sp[i + 1]], cnts[sp[i]:sp[i + 1]]))
             for i, l in enumerate(lemmas)
         }
-        self._hyp_ptr = a["hyp_ptr"]
-        self._hyp_rows = a["hyp_rows"]
         self._clo_ptr = tuple(a["closure_ptr"].tolist())
         self._clo_rows = a["closure_rows"]
         self._closure_sets: dict[int, frozenset[int]] = {}
@@ -622,10 +598,6 @@ class WordNetIndex:
 
     def synset_lemmas(self, row: int) -> tuple[str, ...]:
         return tuple(self._words[self._word_ptr[row]:self._word_ptr[row + 1]])
-
-    def hypernym_rows(self, row: int) -> tuple[int, ...]:
-        """Direct hypernyms and instance hypernyms."""
-        return tuple(self._hyp_rows[self._hyp_ptr[row]:self._hyp_ptr[row + 1]].tolist())
 
     def closure_rows(self, row: int) -> frozenset[int]:
         """Every ancestor (hypernyms and instance hypernyms, transitively), cached."""

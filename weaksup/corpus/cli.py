@@ -14,6 +14,14 @@ import json
 import sys
 from typing import Any
 
+import numpy as np
+
+from weaksup.corpus import pipeline
+from weaksup.corpus.dedup import reference_hashes
+from weaksup.corpus.images import DEFAULT_MAX_PIXELS
+from weaksup.corpus.shards import Corpus, CorpusError
+from weaksup.corpus.sources.base import SourceError
+
 _BUILD_EPILOG = """\
 sources: instaloader (download folders), webdataset (img2dataset tars + parquet),
 jsonl / csv (manifests with image paths), yfcc (YFCC100M metadata + image folder),
@@ -75,13 +83,6 @@ def _build_parser() -> argparse.ArgumentParser:
 
 def build_main(argv: list[str]) -> int:
     """`corpus build`: parses flags and runs the pipeline."""
-    import numpy as np
-
-    from weaksup.corpus import pipeline
-    from weaksup.corpus.images import DEFAULT_MAX_PIXELS
-    from weaksup.corpus.shards import CorpusError
-    from weaksup.corpus.sources.base import SourceError
-
     if "--" in argv:
         cut = argv.index("--")
         argv, beam_args = argv[:cut], argv[cut + 1:]
@@ -98,8 +99,6 @@ def build_main(argv: list[str]) -> int:
         return 2
     hashes = None
     if args.dedup_against:
-        from weaksup.corpus.dedup import reference_hashes
-
         parts = []
         for spec in args.dedup_against:
             try:
@@ -132,8 +131,6 @@ def build_main(argv: list[str]) -> int:
 
 def stats_main(argv: list[str], verify_only: bool = False) -> int:
     """`corpus stats DIR [--json] [--verify]` and `corpus verify DIR`."""
-    from weaksup.corpus.shards import Corpus, CorpusError
-
     ap = argparse.ArgumentParser(prog=f"python -m weaksup corpus {'verify' if verify_only else 'stats'}")
     ap.add_argument("dir", help="corpus directory")
     if not verify_only:

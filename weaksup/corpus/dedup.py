@@ -31,6 +31,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from weaksup import paths
+
 DEFAULT_THRESHOLD = 10
 DEFAULT_FINE_THRESHOLD = 56
 _HASH_SIZE = 8
@@ -279,8 +281,6 @@ def hash_tfds(name: str, splits: list[str] | None = None, image_key: str = "imag
               data_dir: str | None = None) -> Iterator[tuple[str, np.ndarray]]:
     """(split:index, reference hashes) for every image of a TFDS dataset (tfds.data_source)."""
     import tensorflow_datasets as tfds
-
-    from weaksup import paths
 
     data_dir = data_dir or str(paths.tfds_data_dir())
     if not splits:

@@ -48,7 +48,9 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from weaksup import atomic
 from weaksup.corpus import shards as shards_lib
+from weaksup.corpus.dedup import HashIndex, image_hashes
 from weaksup.corpus.images import DEFAULT_MAX_PIXELS, DEFAULT_MIN_SIDE, ImageError, check_image
 from weaksup.corpus.record import Post, encode_post
 from weaksup.corpus.sources.base import Skip, Source, get_source
@@ -109,8 +111,6 @@ class UnitProcessor:
         self.source = config.make_source()
         self.index = None
         if config.dedup_hashes is not None and len(config.dedup_hashes):
-            from weaksup.corpus.dedup import HashIndex
-
             self.index = HashIndex(config.dedup_hashes, config.dedup_threshold, fine=config.dedup_fine,
                                    fine_threshold=config.dedup_fine_threshold)
 
@@ -154,8 +154,6 @@ class UnitProcessor:
             return
         dists = None
         if self.index is not None:
-            from weaksup.corpus.dedup import image_hashes
-
             hashes = [image_hashes(pil) for _, _, pil in batch]
             dists = self.index.min_distances(np.asarray([h for h, _ in hashes], dtype=np.uint64),
                                              np.stack([f for _, f in hashes]))
@@ -208,7 +206,7 @@ def _publish_shard(output: str, name: str, records: Any) -> shards_lib.ShardInfo
     with tempfile.TemporaryDirectory() as tmp:
         info = shards_lib.write_shard(Path(tmp) / name, records)
         dest = FileSystems.join(output, name)
-        staged = FileSystems.join(output, shards_lib.TMP_PREFIX + name)
+        staged = FileSystems.join(output, atomic.TMP_PREFIX + name)
         FileSystems.copy([str(Path(tmp) / name)], [staged])
         if FileSystems.exists(dest):
             FileSystems.delete([dest])
@@ -218,11 +216,11 @@ def _publish_shard(output: str, name: str, records: Any) -> shards_lib.ShardInfo
 
 def _publish_json(output: str, name: str, obj: Any) -> None:
     if not _is_remote(output):
-        shards_lib.write_json_atomic(Path(output) / name, obj)
+        atomic.write_json(Path(output) / name, obj, fsync=True)
         return
     from apache_beam.io.filesystems import FileSystems
 
-    staged = FileSystems.join(output, shards_lib.TMP_PREFIX + name)
+    staged = FileSystems.join(output, atomic.TMP_PREFIX + name)
     with FileSystems.create(staged) as f:
         f.write(json.dumps(obj, ensure_ascii=False).encode("utf-8"))
     dest = FileSystems.join(output, name)
@@ -321,12 +319,10 @@ def _local_map(task: tuple[int, str]) -> tuple[int, int, list[Skip], Counter, li
             fixes[item.what] += 1
     for s, rows in by_shard.items():
         path = spill / f"s{s:05d}-u{unit_index:07d}.msgpack"
-        tmp = path.with_suffix(".tmp")
-        with open(tmp, "wb") as f:
+        with atomic.replacing(path) as tmp, open(tmp, "wb") as f:
             packer = msgpack.Packer(use_bin_type=True)
             for r in rows:
                 f.write(packer.pack(r))
-        os.replace(tmp, path)
     return unit_index, n, skips, fixes, sorted(by_shard)
 
 

@@ -104,6 +104,35 @@ def decode_post(data: bytes) -> Post:
     )
 
 
+def decode_hashtags(data: bytes) -> list[str]:
+    """A record's hashtags alone, with the version check; the image bytes are skipped, never copied.
+
+    The fast path of every pass that needs only labels (post labels, coverage). Raises
+    RecordError on anything `decode_post` would reject in the fields it reads.
+    """
+    unpacker = msgpack.Unpacker(raw=False, strict_map_key=True, max_buffer_size=len(data) + 1,
+                                max_array_len=1 << 20, max_map_len=1 << 16)
+    unpacker.feed(data)
+    version, tags = None, None
+    try:
+        for _ in range(unpacker.read_map_header()):
+            key = unpacker.unpack()
+            if key == "v":
+                version = unpacker.unpack()
+            elif key == "hashtags":
+                tags = unpacker.unpack()
+            else:
+                unpacker.skip()
+    except Exception as e:  # msgpack raises several unrelated types
+        raise RecordError(f"not a msgpack record: {type(e).__name__}: {e}") from None
+    _check(version == FORMAT_VERSION, f"unsupported record version {version!r}")
+    _check(
+        isinstance(tags, list) and all(isinstance(t, str) for t in tags),
+        "'hashtags' is not a list of strings",
+    )
+    return tags
+
+
 def make_post(
     id: str,
     image: bytes,

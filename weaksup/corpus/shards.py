@@ -19,16 +19,19 @@ complete. manifest.json (format_version 1):
 
 from __future__ import annotations
 
+import bisect
 import dataclasses
 import hashlib
 import json
 import os
-import uuid
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+from weaksup import atomic
+from weaksup.errors import UsageError
+from weaksup.atomic import TMP_PREFIX
 from weaksup.corpus.record import Post, RecordError, decode_post
 
 MANIFEST = "manifest.json"
@@ -38,10 +41,9 @@ SHARD_SUFFIX = ".array_record"
 # group_size:1 gives grain O(1) random access per record; images are already compressed,
 # so zstd would only spend CPU ("uncompressed").
 WRITER_OPTIONS = "group_size:1,uncompressed"
-TMP_PREFIX = ".tmp-"
 
 
-class CorpusError(RuntimeError):
+class CorpusError(UsageError, RuntimeError):
     """A corpus directory or shard that is missing, incomplete or corrupt."""
 
 
@@ -72,10 +74,6 @@ def file_sha256(path: str | os.PathLike[str]) -> str:
     return h.hexdigest()
 
 
-def _tmp_path(path: Path) -> Path:
-    return path.with_name(f"{TMP_PREFIX}{uuid.uuid4().hex[:12]}-{path.name}")
-
-
 def write_shard(path: str | os.PathLike[str], records: Iterable[bytes]) -> ShardInfo:
     """Writes record bytes to one ArrayRecord shard atomically (temp name, then rename)."""
     from array_record.python.array_record_module import ArrayRecordWriter
@@ -83,9 +81,8 @@ def write_shard(path: str | os.PathLike[str], records: Iterable[bytes]) -> Shard
     path = Path(path)
     if not path.parent.is_dir():
         raise CorpusError(f"shard {path}: folder {path.parent} does not exist")
-    tmp = _tmp_path(path)
     n = 0
-    try:
+    with atomic.replacing(path) as tmp:
         writer = ArrayRecordWriter(str(tmp), WRITER_OPTIONS)
         try:
             for rec in records:
@@ -98,27 +95,7 @@ def write_shard(path: str | os.PathLike[str], records: Iterable[bytes]) -> Shard
         finally:
             writer.close()
         info = ShardInfo(path.name, n, tmp.stat().st_size, file_sha256(tmp))
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
     return info
-
-
-def write_json_atomic(path: str | os.PathLike[str], obj: Any, indent: int | None = 1) -> None:
-    """Writes JSON under a temporary name and renames it into place."""
-    path = Path(path)
-    tmp = _tmp_path(path)
-    try:
-        with open(tmp, "w", encoding="utf-8") as f:
-            json.dump(obj, f, indent=indent, ensure_ascii=False, sort_keys=False)
-            f.write("\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 def write_manifest(
@@ -135,7 +112,7 @@ def write_manifest(
     directory = Path(directory)
     shards = sorted(shards, key=lambda s: s.name)
     counts = dict(sorted((hashtag_counts or {}).items(), key=lambda kv: (-kv[1], kv[0])))
-    write_json_atomic(directory / HASHTAG_COUNTS, counts, indent=None)
+    atomic.write_json(directory / HASHTAG_COUNTS, counts, indent=None, fsync=True)
     manifest = {
         "format_version": MANIFEST_VERSION,
         "records": sum(s.records for s in shards),
@@ -151,7 +128,7 @@ def write_manifest(
         },
         "build": build or {},
     }
-    write_json_atomic(directory / MANIFEST, manifest)
+    atomic.write_json(directory / MANIFEST, manifest, fsync=True)
     return manifest
 
 
@@ -173,6 +150,29 @@ def remove_incomplete(directory: str | os.PathLike[str]) -> int:
             p.unlink()
             n += 1
     return n
+
+
+@dataclasses.dataclass(frozen=True)
+class RecordLocator:
+    """Global record index -> (shard, index in the shard); picklable, for messages in data workers."""
+
+    shard_paths: tuple[str, ...]
+    starts: tuple[int, ...]  # global index of each shard's first record
+    total: int
+
+    def locate(self, i: int) -> tuple[int, int]:
+        """(shard number, record number within it) of global record `i` (negative counts from the end)."""
+        if i < 0:
+            i += self.total
+        if not 0 <= i < self.total:
+            raise IndexError(f"record {i} out of range [0, {self.total})")
+        k = bisect.bisect_right(self.starts, i) - 1
+        return k, i - self.starts[k]
+
+    def __call__(self, i: int) -> str:
+        """"shard PATH record J": where record `i` lives, for error messages."""
+        k, j = self.locate(i)
+        return f"shard {self.shard_paths[k]} record {j}"
 
 
 class Corpus:
@@ -212,12 +212,13 @@ class Corpus:
                 raise CorpusError(
                     f"shard {p}: {size} bytes, manifest says {info.bytes} (truncated or replaced)"
                 )
-        self._starts: list[int] = []
-        total = 0
+        starts, total = [], 0
         for s in shards:
-            self._starts.append(total)
+            starts.append(total)
             total += s.records
         self._len = total
+        # Where each record lives; `describe(i)` names it in messages.
+        self.describe = RecordLocator(tuple(str(p) for p in self.shard_paths), tuple(starts), total)
         self._readers: dict[int, Any] = {}
 
     def __len__(self) -> int:
@@ -247,14 +248,12 @@ class Corpus:
         return r
 
     def _locate(self, i: int) -> tuple[int, int]:
-        import bisect
+        return self.describe.locate(i)
 
-        if i < 0:
-            i += self._len
-        if not 0 <= i < self._len:
-            raise IndexError(f"record {i} out of range [0, {self._len})")
-        k = bisect.bisect_right(self._starts, i) - 1
-        return k, i - self._starts[k]
+    @property
+    def manifest_sha256(self) -> str:
+        """Checksum of manifest.json: identifies the corpus contents (vocabularies and label caches record it)."""
+        return file_sha256(self.path / MANIFEST)
 
     def record_bytes(self, i: int) -> bytes:
         """Raw bytes of record `i` (global index over all shards)."""

@@ -45,6 +45,7 @@ import tensorflow_datasets as tfds
 
 from weaksup import paths
 from weaksup.corpus.emojigram import assets, concepts, render
+from weaksup.hashtags.resolver import Resolver
 
 NAME = "emojigram_target"
 SPLITS: tuple[str, ...] = ("train", "validation", "test")
@@ -73,8 +74,6 @@ def target_classes(
     wnid; concepts within a class keep emoji-test.txt order.
     """
     if resolver is None:
-        from weaksup.hashtags.resolver import Resolver
-
         resolver = Resolver()
     by_synset: dict[str, list[str]] = {}
     wnids: dict[str, str] = {}
@@ -192,8 +191,6 @@ class EmojigramTarget(tfds.core.GeneratorBasedBuilder, skip_registration=__name_
     def _fingerprint(self) -> str:
         resolver = self._resolver
         if resolver is None:
-            from weaksup.hashtags.resolver import Resolver
-
             resolver = self._resolver = Resolver()
         return str(resolver.fingerprint()) if hasattr(resolver, "fingerprint") else ""
 
@@ -309,6 +306,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    # Run as the package module, so TFDS registers the builder under its package name, not __main__.
     from weaksup.datasets.emojigram_target import main as _registered_main
 
     sys.exit(_registered_main())

@@ -1,66 +1,53 @@
-"""Frozen penultimate features of a TFDS split, extracted over the device mesh and cached.
+"""Frozen penultimate features of a target's splits, extracted over the device mesh and cached.
 
-Extraction runs the model's `features` method (the pooled trunk output) in inference
-mode, jitted with the batch split over the mesh, on the evaluation crops of the input
+Extraction runs the model's `features` method (the pooled trunk output, `train_lib.make_feature_fn`)
+in inference mode, batch-sharded over the mesh, on the evaluation crops of the input
 pipeline. Padding rows of the last batch are dropped by their mask.
 
-The cache is one `.npz` per (checkpoint, step, dataset, split, preprocessing) under a
-cache directory; it is written to a temporary name and renamed, so an interrupted write
-never looks like a cache hit, and a file that fails to load is recomputed.
+The cache is one `.npz` per (weights, step, dataset, split, preprocessing) in the
+context's `FeatureCache`; it is written atomically, so an interrupted write never looks
+like a cache hit, and a file that fails to load is recomputed.
+
+`FeatureEvaluator` is the base of the evaluators that fit something on frozen features
+(the linear probe and the few-shot ridge): it gets the features, they `fit`.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
-import os
-import tempfile
 import warnings
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 import numpy as np
+from jax.experimental import multihost_utils
 
-from weaksup import sharding
+from weaksup import atomic, sharding, train_lib
+from weaksup.evaluators.context import Context, FeatureCache
+from weaksup.input_pipeline import Target, make_eval_iterator
 
-
-def make_feature_fn(model: Any, mesh: Any, preprocess: Callable[[jax.Array], jax.Array] | None = None
-                    ) -> Callable[[Any, jax.Array], jax.Array]:
-    """Jitted `(variables, uint8 images) -> (B, D) float32 features`, batch-sharded over `mesh`."""
-    if preprocess is None:
-        from weaksup.input_pipeline import normalize_images as preprocess
-
-    def features(variables, images):
-        return model.apply(variables, preprocess(images), train=False, method="features").astype(jnp.float32)
-
-    return jax.jit(features, out_shardings=sharding.batch_sharding(mesh))
+# (features (N, D) float32, labels (N,) int32)
+Features = tuple[np.ndarray, np.ndarray]
 
 
 def _to_host(x: jax.Array) -> np.ndarray:
     if jax.process_count() == 1:
         return np.asarray(x)
-    from jax.experimental import multihost_utils
-
     return np.asarray(multihost_utils.process_allgather(x, tiled=True))
 
 
 def extract(
-    model: Any,
+    feature_fn: Callable[[Any, jax.Array], jax.Array],
     variables: Any,
     batches: Iterable[Mapping[str, np.ndarray]],
     mesh: Any,
-    *,
-    feature_fn: Callable[[Any, jax.Array], jax.Array] | None = None,
-) -> tuple[np.ndarray, np.ndarray]:
+) -> Features:
     """Features and labels of every real example of `batches` (this process's shares).
 
     Each batch holds `image` uint8, `label` int32 and `mask` bool for the process's part
     of a global batch; the result gathers all processes' examples, in batch order.
     """
-    feature_fn = feature_fn or make_feature_fn(model, mesh)
     feats, labels = [], []
     for batch in batches:
         g = sharding.make_global_batch(batch, mesh)
@@ -73,20 +60,7 @@ def extract(
     return np.concatenate(feats).astype(np.float32), np.concatenate(labels).astype(np.int32)
 
 
-def cache_key(**parts: Any) -> str:
-    """A readable, filesystem-safe file stem for a feature cache entry.
-
-    The stem starts with the dataset, split and step for a human reader and ends with a
-    hash of every part (checkpoint identity, preprocessing), so different settings never
-    share a file.
-    """
-    digest = hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
-    readable = "_".join(str(parts.get(k, "")) for k in ("dataset", "split", "step"))
-    readable = "".join(c if c.isalnum() or c in "-_." else "-" for c in readable)
-    return f"{readable}_{digest}"
-
-
-def load_cached(path: Path) -> tuple[np.ndarray, np.ndarray] | None:
+def load_cached(path: Path) -> Features | None:
     """The cached (features, labels), or None when absent or unreadable (then recomputed)."""
     if not path.exists():
         return None
@@ -102,53 +76,79 @@ def load_cached(path: Path) -> tuple[np.ndarray, np.ndarray] | None:
 
 
 def save_cached(path: Path, features: np.ndarray, labels: np.ndarray) -> None:
-    """Writes the cache file atomically (temporary name in the same directory, then rename)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, features=features, labels=labels)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """Writes the cache file atomically."""
+    with atomic.replacing(path) as tmp, open(tmp, "wb") as f:
+        np.savez(f, features=features, labels=labels)
 
 
 def split_features(
-    model: Any,
+    feature_fn: Callable[[Any, jax.Array], jax.Array],
     variables: Any,
     mesh: Any,
-    *,
-    dataset: str,
+    target: Target,
     split: str,
-    data_dir: str | os.PathLike | None,
-    image_key: str = "image",
-    label_key: str = "label",
-    image_size: int,
-    batch_size: int,
-    cache_dir: str | os.PathLike | None = None,
-    checkpoint_id: str = "",
+    cache: FeatureCache | None = None,
     step: int | None = None,
-    feature_fn: Callable[[Any, jax.Array], jax.Array] | None = None,
-) -> tuple[np.ndarray, np.ndarray]:
-    """(features (N, D), labels (N,)) of a TFDS split, from the cache when possible.
-
-    `checkpoint_id` + `step` identify the weights (e.g. the pretraining workdir, or
-    "random:<model>:<seed>"); without a `cache_dir` nothing is cached.
-    """
-    from weaksup.input_pipeline import make_eval_iterator
-
-    path = None
-    if cache_dir is not None:
-        key = cache_key(checkpoint=checkpoint_id, step=step, dataset=dataset, split=split, data_dir=str(data_dir),
-                        image_key=image_key, label_key=label_key, image_size=image_size)
-        path = Path(cache_dir) / f"{key}.npz"
+) -> Features:
+    """(features (N, D), labels (N,)) of one split of `target`, from the cache when possible."""
+    path = None if cache is None else cache.path(target, split, step)
+    if path is not None:
         hit = load_cached(path)
         if hit is not None:
             return hit
-    batches = make_eval_iterator(dataset, split, data_dir=data_dir, image_key=image_key, label_key=label_key,
-                                 batch_size=batch_size, image_size=image_size)
-    x, y = extract(model, variables, batches, mesh, feature_fn=feature_fn)
+    x, y = extract(feature_fn, variables, make_eval_iterator(target, split), mesh)
     if path is not None and jax.process_index() == 0:
         save_cached(path, x, y)
     return x, y
+
+
+def carve_validation(x: np.ndarray, y: np.ndarray, fraction: float, seed: int) -> tuple[Features, Features]:
+    """A seeded (train, val) split of training features; val gets `fraction` of them."""
+    if not 0.0 < fraction < 1.0:
+        raise ValueError(f"val_fraction must lie in (0, 1), got {fraction}")
+    order = np.random.default_rng(seed).permutation(len(y))
+    n_val = max(1, int(round(fraction * len(y))))
+    if n_val >= len(y):
+        raise ValueError(f"only {len(y)} training examples: too few to carve a validation split")
+    va, tr = order[:n_val], order[n_val:]
+    return (x[tr], y[tr]), (x[va], y[va])
+
+
+def target_features(ctx: Context, variables: Any, step: int | None = None) -> dict[str, Features]:
+    """{"train", "val", "test"?: (features, labels)} of the context's target, cached per split.
+
+    The cache is used only for weights with a step: mid-training weights would only go stale.
+    """
+    target = ctx.require_target("features")
+    feature_fn = train_lib.make_feature_fn(ctx.model, ctx.mesh)
+    cache = ctx.feature_cache if step is not None else None
+
+    def get(split: str) -> Features:
+        return split_features(feature_fn, variables, ctx.mesh, target, split, cache, step)
+
+    out: dict[str, Features] = {}
+    train = get(target.train_split)
+    if target.val_split is None:
+        out["train"], out["val"] = carve_validation(*train, target.val_fraction, target.seed)
+    else:
+        out["train"], out["val"] = train, get(target.val_split)
+    if target.test_split is not None:
+        out["test"] = get(target.test_split)
+    return out
+
+
+class FeatureEvaluator:
+    """Base of evaluators on frozen target features: `run` extracts (or loads) them, `fit` uses them."""
+
+    def __init__(self, ctx: Context):
+        self.ctx = ctx
+        self.target = ctx.require_target(type(self).__module__.rsplit(".", 1)[-1])
+
+    def run(self, variables: Any, step: int | None = None) -> dict[str, float]:
+        """Features of the target's splits under `variables`, then `fit` on them."""
+        num_classes = self.target.num_classes()
+        return self.fit(target_features(self.ctx, variables, step), num_classes)
+
+    def fit(self, data: dict[str, Features], num_classes: int) -> dict[str, float]:
+        """The evaluator's metrics from {"train", "val", "test"?} features."""
+        raise NotImplementedError

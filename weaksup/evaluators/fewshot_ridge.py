@@ -17,6 +17,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from weaksup.evaluators.context import Context
+from weaksup.evaluators.features import FeatureEvaluator, Features
+
 DEFAULT_SHOTS: tuple[int, ...] = (1, 5, 10, 25)
 DEFAULT_L2_GRID: tuple[float, ...] = tuple(2.0**p for p in range(-10, 21, 2))
 BIAS_CONSTANT = 100.0
@@ -108,34 +111,17 @@ def fewshot_ridge(
     return out
 
 
-class Evaluator:
-    """Few-shot ridge on a TFDS target's frozen features (shots, seeds, l2_grid options)."""
+class Evaluator(FeatureEvaluator):
+    """Few-shot ridge on the context's target's frozen features (options: shots, seeds, l2_grid)."""
 
-    def __init__(self, *, model, mesh, cache_dir: str | None = None, checkpoint_id: str = "",
-                 shots: Sequence[int] = DEFAULT_SHOTS, seeds: Sequence[int] = (0, 1, 2),
-                 l2_grid: Sequence[float] = DEFAULT_L2_GRID, vocab=None, config=None, **options):
-        from weaksup.evaluators.target import Target
-
-        del vocab
-        if config is not None and "image_size" not in options:
-            options["image_size"] = int(config.input.image_size)
-        self.target, rest = Target.from_options(options)
-        if rest:
-            raise ValueError(f"fewshot_ridge: unknown options {sorted(rest)}")
-        self.model, self.mesh = model, mesh
-        self.cache_dir, self.checkpoint_id = cache_dir, checkpoint_id
+    def __init__(self, ctx: Context, *, shots: Sequence[int] = DEFAULT_SHOTS, seeds: Sequence[int] = (0, 1, 2),
+                 l2_grid: Sequence[float] = DEFAULT_L2_GRID):
+        super().__init__(ctx)
         self.shots = tuple(int(s) for s in shots)
         self.seeds = tuple(int(s) for s in seeds)
         self.l2_grid = tuple(float(v) for v in l2_grid)
 
-    def run(self, variables, step: int | None = None) -> dict[str, float]:
-        """Extracts (or loads) features; mean few-shot top-1 per shot count."""
-        from weaksup.evaluators.target import target_features
-
-        num_classes = self.target.num_classes()
-        # Without a step the weights are mid-training: caching them would only go stale.
-        cache_dir = self.cache_dir if step is not None else None
-        data = target_features(self.target, self.model, variables, self.mesh, cache_dir=cache_dir,
-                               checkpoint_id=self.checkpoint_id, step=step)
+    def fit(self, data: dict[str, Features], num_classes: int) -> dict[str, float]:
+        """Mean few-shot top-1 per shot count on the extracted features."""
         return fewshot_ridge(data["train"], data["val"], data.get("test"), num_classes, self.shots,
                              self.seeds, self.l2_grid)

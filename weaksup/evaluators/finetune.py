@@ -6,27 +6,35 @@ with one output per target class, and every weight is trained with the fine-tuni
 schedule (SGD + Nesterov momentum, linear warm-up then cosine decay, weight decay) on
 the input pipeline's training augmentation (random-resized crop + flip).
 
-Nothing here forks the trainer: the update is `weaksup.train.make_train_step`, the state
-is the trainer's {params, batch_stats, opt_state, step, rng} dict, checkpoints go through
+Nothing here forks the trainer: the state comes from `train_lib.create_train_state`, the
+update is `train_lib.make_train_step`, checkpoints go through
 `weaksup.checkpoint.Checkpointer` (so an interrupted fine-tune resumes, data position
-included), and predictions use `weaksup.train.make_predict_fn`.
+included), and predictions use `train_lib.make_predict_fn`.
 """
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from weaksup import augment, sharding
+from weaksup import augment, losses, sharding, train_lib
+from weaksup import checkpoint as ckpt_lib
+from weaksup import optimizer as optim_lib
+from weaksup.config import ConfigError
+from weaksup.errors import RunFailed, UsageError
+from weaksup.evaluators.context import Context
+from weaksup.input_pipeline import Target, make_eval_iterator, make_finetune_iterator
 
 
-class FinetuneError(ValueError):
+class FinetuneError(UsageError, ValueError):
     """Pretrained variables that do not fit the model being fine-tuned."""
+
+
+class FinetuneFailed(RunFailed):
+    """A fine-tune whose training loss became non-finite."""
 
 
 def _shapes(tree: Any) -> list[tuple[str, tuple[int, ...]]]:
@@ -58,33 +66,22 @@ def transfer_variables(model: Any, variables: Any, num_classes: int, rng: jax.Ar
 
 
 class Evaluator:
-    """Fine-tunes on the target's training split; reports val/test top-1 and top-5.
+    """Fine-tunes on the context's target (training split); reports val/test top-1 and top-5.
 
-    Options: the `Target` fields, and steps (default 200), batch_size (global, default 64),
-    base_lr (per 256 images, default 0.1), warmup_steps (default 10% of steps), momentum,
-    weight_decay, label_smoothing, crop_min_area (the random-resized crop's smallest share
-    of the picture, default Inception's 0.08), checkpoint_every (steps; default: only at
-    the end), seed. `workdir` holds the fine-tune checkpoints; without one nothing is saved.
+    Options: steps (default 200), base_lr (per 256 images, default 0.1), warmup_steps
+    (default 10% of steps), momentum, weight_decay, label_smoothing, crop_min_area (the
+    random-resized crop's smallest share of the picture, default Inception's 0.08),
+    checkpoint_every (steps; default: only at the end). The batch size and seed are the
+    target's. Checkpoints go to the context's workdir; without one nothing is saved.
     """
 
-    def __init__(self, *, model: Any, mesh: Any, workdir: str | os.PathLike | None = None, steps: int = 200,
-                 base_lr: float = 0.1, warmup_steps: int | None = None, momentum: float = 0.9,
-                 weight_decay: float = 1e-4, label_smoothing: float = 0.0, crop_min_area: float = 0.08,
-                 checkpoint_every: int = 0,
-                 cache_dir: Any = None, checkpoint_id: str = "", vocab: Any = None, config: Any = None,
-                 **options: Any):
-        from weaksup.evaluators.target import Target
-
-        del cache_dir, checkpoint_id, vocab  # fine-tuning has no feature cache
-        if config is not None and "image_size" not in options:
-            options["image_size"] = int(config.input.image_size)
-        self.target, rest = Target.from_options(options)
-        if rest:
-            raise ValueError(f"finetune: unknown options {sorted(rest)}")
+    def __init__(self, ctx: Context, *, steps: int = 200, base_lr: float = 0.1, warmup_steps: int | None = None,
+                 momentum: float = 0.9, weight_decay: float = 1e-4, label_smoothing: float = 0.0,
+                 crop_min_area: float = 0.08, checkpoint_every: int = 0):
         if int(steps) < 1:
-            raise ValueError(f"finetune: steps must be >= 1, got {steps}")
-        self.model, self.mesh = model, mesh
-        self.workdir = None if workdir is None else Path(workdir)
+            raise ConfigError(f"finetune: steps must be >= 1, got {steps}")
+        self.ctx = ctx
+        self.target = ctx.require_target("finetune")
         self.steps = int(steps)
         self.base_lr = float(base_lr)
         self.warmup_steps = int(max(1, self.steps // 10) if warmup_steps is None else warmup_steps)
@@ -95,49 +92,34 @@ class Evaluator:
 
     def run(self, variables: Any, step: int | None = None) -> dict[str, float]:
         """Fine-tunes from `variables` (resuming from the workdir's checkpoint if any)."""
-        from weaksup import checkpoint as ckpt_lib
-        from weaksup import losses
-        from weaksup import optimizer as optim_lib
-        from weaksup.input_pipeline import make_finetune_iterator
-        from weaksup.train import make_predict_fn, make_train_step
-
-        del step
-        t = self.target
-        num_classes = t.num_classes()
-        mesh = self.mesh
-        gbs = t.batch_size
+        del step  # the fine-tune's own steps are what its checkpoints count
+        data, mesh = self.target, self.ctx.mesh
+        num_classes = data.num_classes()
+        gbs = data.batch_size
         sharding.check_batch_layout(gbs, mesh)
-        rng = jax.random.PRNGKey(t.seed)
-        model, init_vars = transfer_variables(self.model, jax.device_get(variables), num_classes,
-                                              jax.random.fold_in(rng, 1), t.image_size)
+        rng = jax.random.PRNGKey(data.seed)
+        model, init_vars = transfer_variables(self.ctx.model, jax.device_get(variables), num_classes,
+                                              jax.random.fold_in(rng, 1), data.image_size)
 
         peak = optim_lib.peak_learning_rate(self.base_lr, gbs)
         lr_fn = optim_lib.learning_rate_schedule(peak, self.steps, self.warmup_steps, schedule="cosine")
         tx = optim_lib.make_optimizer(lr_fn, momentum=self.momentum, nesterov=True, weight_decay=self.weight_decay)
-        state = {
-            "params": init_vars["params"],
-            "batch_stats": init_vars["batch_stats"],
-            "opt_state": tx.init(init_vars["params"]),
-            "step": jnp.zeros((), jnp.int32),
-            "rng": jax.random.fold_in(rng, 2),
-        }
-        state_shardings = sharding.tree_shardings(state, mesh)
-        state = jax.device_put(state, state_shardings)
-        train_iter = make_finetune_iterator(t.dataset, t.train_split, data_dir=t.data_dir, image_key=t.image_key,
-                                            label_key=t.label_key, batch_size=gbs, image_size=t.image_size,
-                                            seed=t.seed, crop_min_area=self.crop_min_area)
+        train_iter = make_finetune_iterator(data, crop_min_area=self.crop_min_area)
         ckpt = None
-        if self.workdir is not None:
-            ckpt = ckpt_lib.Checkpointer(ckpt_lib.checkpoint_dir(self.workdir), keep=1, async_save=False)
+        latest = None
+        if self.ctx.workdir is not None:
+            ckpt = ckpt_lib.Checkpointer(ckpt_lib.checkpoint_dir(self.ctx.workdir), keep=1, async_save=False)
             latest = ckpt.latest_step()
-            if latest is not None:
-                target = jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s),
-                                      state, state_shardings)
-                state = ckpt.restore_state(latest, target, data_iterator=train_iter)
+        if latest is not None:
+            state, state_shardings = train_lib.create_train_state(
+                model, mesh, data.image_size, tx=tx, checkpoint=(ckpt, latest), data_iterator=train_iter)
+        else:
+            state, state_shardings = train_lib.create_train_state(
+                model, mesh, data.image_size, tx=tx, variables=init_vars, rng=jax.random.fold_in(rng, 2))
 
         loss_fn = losses.make_loss_fn("softmax", self.label_smoothing)
-        train_step = make_train_step(model, tx, loss_fn, mesh, state_shardings, label_key="label",
-                                     learning_rate_fn=lr_fn)
+        train_step = train_lib.make_train_step(model, tx, loss_fn, mesh, state_shardings, label_key="label",
+                                               learning_rate_fn=lr_fn)
         first = int(jax.device_get(state["step"]))
         losses_seen: list[float] = []
         for i in range(first, self.steps):
@@ -151,26 +133,22 @@ class Evaluator:
         if ckpt is not None:
             ckpt.close()
         if not all(np.isfinite(losses_seen)):
-            raise FloatingPointError(f"finetune on {t.dataset}: non-finite training loss")
+            raise FinetuneFailed(f"finetune on {data.dataset}: non-finite training loss")
 
-        variables = {"params": state["params"], "batch_stats": state["batch_stats"]}
-        var_shardings = {"params": state_shardings["params"], "batch_stats": state_shardings["batch_stats"]}
-        predict = make_predict_fn(model, mesh, var_shardings)
+        variables = train_lib.variables_of(state)
+        predict = train_lib.make_predict_fn(model, mesh, train_lib.variables_of(state_shardings))
         out: dict[str, float] = {"steps": float(self.steps)}
         if losses_seen:
             out["train_loss"] = float(np.mean(losses_seen))
-        val = t.val_split
-        for name, split in (("val", val), ("test", t.test_split)):
+        for name, split in (("val", data.val_split), ("test", data.test_split)):
             if split is None:
                 continue
-            acc = classify(predict, variables, mesh, t, split)
-            out[f"{name}_top1"], out[f"{name}_top5"] = acc
+            out[f"{name}_top1"], out[f"{name}_top5"] = classify(predict, variables, mesh, data, split)
         return out
 
 
-def classify(predict: Any, variables: Any, mesh: Any, target: Any, split: str) -> tuple[float, float]:
-    """(top-1, top-5) of `predict` on a split, over real (unmasked) examples only."""
-    from weaksup.input_pipeline import make_eval_iterator
+def classify(predict: Any, variables: Any, mesh: Any, target: Target, split: str) -> tuple[float, float]:
+    """(top-1, top-5) of `predict` on a split of `target`, over real (unmasked) examples only."""
 
     def counts(logits, labels, mask):
         _, top = jax.lax.top_k(logits, min(5, logits.shape[-1]))
@@ -179,9 +157,7 @@ def classify(predict: Any, variables: Any, mesh: Any, target: Any, split: str) -
 
     counts = jax.jit(counts, out_shardings=sharding.replicated(mesh))
     total = np.zeros(3)
-    for batch in make_eval_iterator(target.dataset, split, data_dir=target.data_dir, image_key=target.image_key,
-                                    label_key=target.label_key, batch_size=target.batch_size,
-                                    image_size=target.image_size):
+    for batch in make_eval_iterator(target, split):
         g = sharding.make_global_batch(batch, mesh)
         total += np.asarray(counts(predict(variables, g["image"]), g["label"], g["mask"]), np.float64)
     if total[2] == 0:

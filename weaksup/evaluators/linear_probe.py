@@ -43,6 +43,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from weaksup.config import ConfigError
+from weaksup.evaluators.context import Context
+from weaksup.evaluators.features import FeatureEvaluator, Features
+
 DEFAULT_L2_GRID: tuple[float, ...] = (1e-1, 3e-2, 1e-2, 3e-3, 1e-3, 3e-4, 1e-4, 1e-5, 1e-6)
 
 # A line search stops once |phi'(t)| <= CURVATURE |phi'(0)| (with sufficient decrease).
@@ -489,38 +493,22 @@ def linear_probe(
     return out
 
 
-class Evaluator:
-    """Linear probe on a TFDS target: frozen features -> L2-swept logistic regression.
+class Evaluator(FeatureEvaluator):
+    """Linear probe on the context's target: frozen features -> L2-swept logistic regression.
 
-    Built as `Evaluator(model=..., mesh=..., dataset=..., **options)` (options: the
-    `Target` fields, l2_grid, max_iter, gtol, ftol, matmul_dtype, cache_dir,
-    checkpoint_id); `run(variables, step=None)` returns val/test top-1/top-5 and the L2.
+    Options: l2_grid, and fit_logistic's max_iter, gtol, ftol, matmul_dtype. `run(variables,
+    step=None)` returns val/test top-1/top-5, the chosen L2 and the L-BFGS iterations.
     """
 
-    def __init__(self, *, model: Any, mesh: Any, cache_dir: str | None = None, checkpoint_id: str = "",
-                 l2_grid: Sequence[float] = DEFAULT_L2_GRID, vocab: Any = None, config: Any = None,
-                 **options: Any):
-        from weaksup.evaluators.target import Target
-
-        del vocab  # the target's labels, not the pretraining vocabulary, define the classes
-        if config is not None and "image_size" not in options:
-            options["image_size"] = int(config.input.image_size)
-        self.target, rest = Target.from_options(options)
-        self.fit_kwargs = {k: rest.pop(k) for k in ("max_iter", "gtol", "ftol", "matmul_dtype") if k in rest}
-        if rest:
-            raise ValueError(f"linear_probe: unknown options {sorted(rest)}")
-        self.model, self.mesh = model, mesh
-        self.cache_dir, self.checkpoint_id = cache_dir, checkpoint_id
+    def __init__(self, ctx: Context, *, l2_grid: Sequence[float] = DEFAULT_L2_GRID, **fit_kwargs: Any):
+        super().__init__(ctx)
+        unknown = set(fit_kwargs) - {"max_iter", "gtol", "ftol", "matmul_dtype"}
+        if unknown:
+            raise ConfigError(f"linear_probe: unknown options {sorted(unknown)}")
+        self.fit_kwargs = fit_kwargs
         self.l2_grid = tuple(float(v) for v in l2_grid)
 
-    def run(self, variables: Any, step: int | None = None) -> dict[str, float]:
-        """Extracts (or loads) features and fits the probe."""
-        from weaksup.evaluators.target import target_features
-
-        num_classes = self.target.num_classes()
-        # Without a step the weights are mid-training: caching them would only go stale.
-        cache_dir = self.cache_dir if step is not None else None
-        data = target_features(self.target, self.model, variables, self.mesh, cache_dir=cache_dir,
-                               checkpoint_id=self.checkpoint_id, step=step)
+    def fit(self, data: dict[str, Features], num_classes: int) -> dict[str, float]:
+        """The L2 sweep on the extracted features."""
         return linear_probe(data["train"], data["val"], data.get("test"), num_classes, self.l2_grid,
                             **self.fit_kwargs)

@@ -10,24 +10,13 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from weaksup import atomic
+
 Results = Mapping[str, Mapping[str, Mapping[str, float]]]
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _fmt(value: float | None) -> str:
@@ -57,11 +46,11 @@ def write_results(workdir: str | os.PathLike, results: Results, meta: Mapping[st
     """Writes results.json ({"meta", "results"}) and results.md; returns the JSON path."""
     workdir = Path(workdir)
     payload = {"meta": dict(meta or {}), "results": {i: {e: dict(m) for e, m in ev.items()} for i, ev in results.items()}}
-    _write_atomic(workdir / "results.json", json.dumps(payload, indent=2, sort_keys=False, default=str) + "\n")
+    atomic.write_json(workdir / "results.json", payload, indent=2)
     header = "# Transfer evaluation\n\n"
     if meta:
         header += "".join(f"- {k}: {v}\n" for k, v in meta.items()) + "\n"
-    _write_atomic(workdir / "results.md", header + markdown_table(results))
+    atomic.write_text(workdir / "results.md", header + markdown_table(results))
     return workdir / "results.json"
 
 

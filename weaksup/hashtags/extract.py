@@ -6,6 +6,7 @@ import re
 
 from weaksup.hashtags.idioms import STOPWORDS
 from weaksup.hashtags.normalize import _prepare
+from weaksup.wordnet import load_index
 
 # A hashtag is '#' (or full-width '＃') followed by word characters in any script, as
 # Instagram and Twitter parse them; it must not be glued to a preceding word ("a#b",
@@ -33,8 +34,6 @@ def extract_nouns(caption: str) -> list[str]:
     sense-tagged corpus (e.g. "running", "beautiful") and function words are skipped.
     Hashtags in the caption are ignored (use `extract_hashtags`).
     """
-    from weaksup.wordnet import load_index
-
     idx = load_index()
     text = _HASHTAG_RE.sub(" ", _prepare(caption or ""))
     words = [w.casefold().replace("’", "'") for w in _WORD_RE.findall(text)]

@@ -7,7 +7,8 @@ import json
 import sys
 from pathlib import Path
 
-from weaksup.hashtags.vocabulary import MODES, Vocabulary, VocabularyError, build_from_corpus
+from weaksup.hashtags.vocabulary import MODES, Vocabulary, VocabularyError
+from weaksup.labels import build_from_corpus
 
 
 def _coverage_lines(vocab: Vocabulary) -> list[str]:

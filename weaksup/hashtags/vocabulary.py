@@ -22,76 +22,33 @@ its hyponyms is also among the post's labels (#animal #dog -> dog). Each label s
 vocabulary indices of its WordNet hypernyms so that the pruning needs no WordNet at
 training time.
 
-Per-post labels (`PostLabels`) come from one pass over the corpus records that decodes
-only the hashtags; they are cached next to the vocabulary file, keyed by the corpus
-manifest checksum and the vocabulary hash, and shared by coverage, the resampler and the
-input pipeline.
+Which labels each post of a corpus carries under a vocabulary is `weaksup.labels`.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import hashlib
-import importlib.util
 import json
 import os
-import warnings
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import msgpack
-import numpy as np
+from weaksup import atomic
+from weaksup.errors import UsageError
+from weaksup.hashtags.imagenet import ImageNetLabelsError, imagenet1k_wnids
+from weaksup.hashtags.normalize import normalize_hashtag
+from weaksup.hashtags.resolver import Resolver
+from weaksup.wordnet import WordNetIndex, load_index
 
 FORMAT = "weaksup-vocabulary"
 FORMAT_VERSION = 1
 MODES = ("imagenet1k", "nouns", "topk", "min_count", "raw")
 
 
-class VocabularyError(ValueError):
+class VocabularyError(UsageError, ValueError):
     """A vocabulary file that cannot be used: missing, malformed, or built for other data."""
-
-
-def _normalize(tag: str) -> str:
-    from weaksup.hashtags.normalize import normalize_hashtag
-
-    return normalize_hashtag(tag)
-
-
-def _sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
-
-
-def imagenet1k_wnids() -> list[str]:
-    """The 1,000 ImageNet-1k wnids in class order, from the installed tensorflow-datasets."""
-    spec = importlib.util.find_spec("tensorflow_datasets")
-    if spec is None or not spec.submodule_search_locations:
-        raise VocabularyError("tensorflow-datasets is not installed; it ships the ImageNet labels")
-    root = Path(next(iter(spec.submodule_search_locations)))
-    candidates = [
-        root / "datasets" / "imagenet2012" / "labels.txt",
-        root / "image_classification" / "imagenet2012_labels.txt",
-    ]
-    for path in candidates:
-        if path.exists():
-            wnids = [w.strip() for w in path.read_text().splitlines() if w.strip()]
-            if len(wnids) != 1000 or len(set(wnids)) != 1000:
-                raise VocabularyError(f"{path}: expected 1000 unique wnids, found {len(wnids)}")
-            return wnids
-    raise VocabularyError(
-        "ImageNet-1k label file not found in tensorflow-datasets; looked in "
-        + ", ".join(str(p) for p in candidates)
-    )
 
 
 @dataclasses.dataclass
@@ -143,7 +100,7 @@ class Vocabulary:
         """Class index of a hashtag (raw or normalised), or None when it is not in the space."""
         label = self._lookup.get(hashtag)
         if label is None:
-            label = self._lookup.get(_normalize(hashtag))
+            label = self._lookup.get(normalize_hashtag(hashtag))
         return label
 
     def prune(self, labels: Sequence[int]) -> list[int]:
@@ -185,7 +142,7 @@ class Vocabulary:
         """Writes the JSON atomically (temp file, then rename)."""
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        _atomic_write_bytes(path, (json.dumps(self.to_json(), indent=1, ensure_ascii=False) + "\n").encode())
+        atomic.write_json(path, self.to_json())
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> Vocabulary:
@@ -197,6 +154,11 @@ class Vocabulary:
             raise VocabularyError(f"{path}: vocabulary file not found") from None
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
             raise VocabularyError(f"{path}: not a readable JSON vocabulary: {e}") from None
+        return cls.from_json(obj, str(path))
+
+    @classmethod
+    def from_json(cls, obj: Any, path: str = "vocabulary") -> Vocabulary:
+        """The vocabulary of a `to_json` object; VocabularyError names `path` and the problem."""
         if not isinstance(obj, dict) or obj.get("format") != FORMAT:
             raise VocabularyError(f"{path}: not a {FORMAT} file")
         if obj.get("format_version") != FORMAT_VERSION:
@@ -217,15 +179,6 @@ class Vocabulary:
             raise VocabularyError(f"{path}: content does not match its recorded hash (edited by hand?)")
         return vocab
 
-    def check_resolver(self, fingerprint: str) -> None:
-        """Raises VocabularyError when built with different resolver settings."""
-        built = self.build.get("resolver_fingerprint")
-        if built is not None and built != fingerprint:
-            raise VocabularyError(
-                f"vocabulary was built with resolver {built[:12]}, current resolver is "
-                f"{fingerprint[:12]}; rebuild it with `python -m weaksup vocab build`"
-            )
-
 
 # --- building ------------------------------------------------------------------------
 
@@ -235,7 +188,7 @@ def _merge_counts(counts: Mapping[str, int]) -> tuple[dict[str, int], dict[str, 
     merged: dict[str, int] = {}
     best: dict[str, tuple[int, str]] = {}
     for raw, c in counts.items():
-        form = _normalize(raw)
+        form = normalize_hashtag(raw)
         if not form:
             continue
         merged[form] = merged.get(form, 0) + int(c)
@@ -294,15 +247,13 @@ def build_vocabulary(
         for form, c in merged.items():
             groups["#" + form] = (form, {form: c})
     else:
-        if resolver is None:
-            from weaksup.hashtags.resolver import Resolver
-
-            resolver = Resolver()
+        resolver = resolver if resolver is not None else Resolver()
         build["resolver_fingerprint"] = resolver.fingerprint()
-        from weaksup.wordnet import load_index
-
         index = load_index()
-        allowed_wnids = set(imagenet1k_wnids()) if mode == "imagenet1k" else None
+        try:
+            allowed_wnids = set(imagenet1k_wnids()) if mode == "imagenet1k" else None
+        except ImageNetLabelsError as e:
+            raise VocabularyError(str(e)) from None
         under_names = [_synset_name(index, u, "--under") for u in under]
         within_names = {_synset_name(index, w, "--within") for w in within}
         for form, c in merged.items():
@@ -348,7 +299,7 @@ def build_vocabulary(
     )
 
 
-def _synset_name(index: Any, ref: str, option: str) -> str:
+def _synset_name(index: WordNetIndex, ref: str, option: str) -> str:
     """Accepts "physical_entity.n.01" or a wnid; returns the synset name."""
     try:
         return index.synset(ref).name
@@ -356,206 +307,5 @@ def _synset_name(index: Any, ref: str, option: str) -> str:
         raise VocabularyError(f"{option} {ref!r}: no such WordNet 3.0 noun synset") from None
 
 
-def _hypernym_names(index: Any, synset: str) -> set[str]:
+def _hypernym_names(index: WordNetIndex, synset: str) -> set[str]:
     return set(index.synset(synset).hypernyms)
-
-
-# --- per-post labels -------------------------------------------------------------------
-
-
-@dataclasses.dataclass
-class PostLabels:
-    """Every record's labels in CSR form, and its in-vocabulary hashtag occurrences.
-
-    `offsets`/`labels`: a post's unique labels after pruning (what the target uses).
-    `occ_offsets`/`occ_labels`: one entry per hashtag occurrence that maps into the
-    vocabulary, in post order, before de-duplication (what label noise perturbs).
-    `bad`: indices of records whose hashtags could not be parsed.
-    """
-
-    offsets: np.ndarray
-    labels: np.ndarray
-    occ_offsets: np.ndarray
-    occ_labels: np.ndarray
-    bad: np.ndarray
-    key: str
-
-    def __len__(self) -> int:
-        return len(self.offsets) - 1
-
-    def of(self, i: int) -> np.ndarray:
-        return self.labels[self.offsets[i] : self.offsets[i + 1]]
-
-    def occurrences_of(self, i: int) -> np.ndarray:
-        return self.occ_labels[self.occ_offsets[i] : self.occ_offsets[i + 1]]
-
-
-def parse_hashtags(record: bytes) -> list[str]:
-    """A record's hashtags, skipping over the image bytes without copying them."""
-    unpacker = msgpack.Unpacker(raw=False, max_buffer_size=len(record) + 1)
-    unpacker.feed(record)
-    n = unpacker.read_map_header()
-    for _ in range(n):
-        key = unpacker.unpack()
-        if key == "hashtags":
-            tags = unpacker.unpack()
-            if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
-                raise ValueError("'hashtags' is not a list of strings")
-            return tags
-        unpacker.skip()
-    raise ValueError("record has no 'hashtags'")
-
-
-def compute_post_labels(
-    vocab: Vocabulary,
-    source: Any,
-    key: str = "",
-    describe: Callable[[int], str] = lambda i: f"record {i}",
-    chunk: int = 1024,
-) -> PostLabels:
-    """One pass over `source` (random access record bytes) decoding only hashtags."""
-    n = len(source)
-    offsets = np.zeros(n + 1, np.int64)
-    occ_offsets = np.zeros(n + 1, np.int64)
-    labels: list[int] = []
-    occ: list[int] = []
-    bad: list[int] = []
-    memo: dict[str, int | None] = {}
-    for start in range(0, n, chunk):
-        idx = list(range(start, min(n, start + chunk)))
-        records = source.__getitems__(idx) if hasattr(source, "__getitems__") else [source[i] for i in idx]
-        for i, rec in zip(idx, records):
-            try:
-                tags = parse_hashtags(rec)
-            except Exception as e:  # msgpack raises several unrelated types
-                bad.append(i)
-                warnings.warn(f"{describe(i)}: unreadable hashtags, post has no labels: {e}")
-                tags = []
-            mapped = []
-            for t in tags:
-                if t not in memo:
-                    memo[t] = vocab.label_of(t)
-                if memo[t] is not None:
-                    mapped.append(memo[t])
-            occ.extend(mapped)
-            labels.extend(vocab.prune(mapped))
-            offsets[i + 1] = len(labels)
-            occ_offsets[i + 1] = len(occ)
-    return PostLabels(
-        offsets=offsets,
-        labels=np.asarray(labels, np.int32),
-        occ_offsets=occ_offsets,
-        occ_labels=np.asarray(occ, np.int32),
-        bad=np.asarray(bad, np.int64),
-        key=key,
-    )
-
-
-def post_labels_key(vocab: Vocabulary, manifest_sha256: str) -> str:
-    return hashlib.sha256(f"{manifest_sha256}:{vocab.hash}".encode()).hexdigest()
-
-
-def manifest_sha256(corpus_dir: str | os.PathLike) -> str:
-    """Checksum of a corpus's manifest.json (identifies the corpus contents)."""
-    path = Path(corpus_dir) / "manifest.json"
-    if not path.exists():
-        raise VocabularyError(f"{path}: corpus manifest not found (incomplete corpus?)")
-    return _sha256_file(path)
-
-
-def load_post_labels(
-    vocab: Vocabulary,
-    vocab_path: str | os.PathLike,
-    corpus: Any,
-) -> PostLabels:
-    """Per-post labels for (vocab, corpus), cached as an .npz next to the vocabulary.
-
-    `corpus` is a `weaksup.corpus.shards.Corpus`.
-    """
-    from weaksup.input_pipeline import record_locator
-
-    key = post_labels_key(vocab, manifest_sha256(corpus.path))
-    vocab_path = Path(vocab_path)
-    cache = vocab_path.with_name(f"{vocab_path.stem}.postlabels-{key[:16]}.npz")
-    if cache.exists():
-        try:
-            with np.load(cache) as z:
-                if str(z["key"]) == key:
-                    return PostLabels(
-                        offsets=z["offsets"], labels=z["labels"], occ_offsets=z["occ_offsets"],
-                        occ_labels=z["occ_labels"], bad=z["bad"], key=key,
-                    )
-        except (OSError, KeyError, ValueError) as e:
-            warnings.warn(f"{cache}: unreadable label cache, recomputing: {e}")
-    labels = compute_post_labels(vocab, corpus.data_source(), key, describe=record_locator(corpus))
-    tmp = cache.with_name(f".{cache.name}.tmp-{os.getpid()}.npz")
-    try:
-        np.savez(
-            tmp, offsets=labels.offsets, labels=labels.labels, occ_offsets=labels.occ_offsets,
-            occ_labels=labels.occ_labels, bad=labels.bad, key=np.asarray(key),
-        )
-        os.replace(tmp, cache)
-    except OSError as e:  # a read-only vocabulary directory only costs the cache
-        tmp.unlink(missing_ok=True)
-        warnings.warn(f"{cache}: cannot write the per-post label cache ({e}); continuing without it")
-    return labels
-
-
-def measure_coverage(
-    vocab: Vocabulary, hashtag_counts: Mapping[str, int], post_labels: PostLabels
-) -> dict[str, Any]:
-    """Share of posts with >= 1 label; share of hashtag occurrences that map to a label."""
-    total = sum(int(c) for c in hashtag_counts.values())
-    mapped = sum(int(c) for t, c in hashtag_counts.items() if vocab.label_of(t) is not None)
-    n_posts = len(post_labels) - len(post_labels.bad)
-    with_label = int(np.count_nonzero(np.diff(post_labels.offsets) > 0))
-    return {
-        "posts": n_posts,
-        "unreadable_posts": int(len(post_labels.bad)),
-        "posts_with_label": with_label,
-        "post_share": with_label / n_posts if n_posts else 0.0,
-        "hashtag_occurrences": total,
-        "occurrences_mapped": mapped,
-        "occurrence_share": mapped / total if total else 0.0,
-        "mean_labels_per_labelled_post": (
-            float(len(post_labels.labels)) / with_label if with_label else 0.0
-        ),
-    }
-
-
-def build_from_corpus(
-    corpus_dir: str | os.PathLike,
-    output: str | os.PathLike,
-    *,
-    mode: str,
-    top_k: int | None = None,
-    min_count: int | None = None,
-    under: Sequence[str] = (),
-    lexnames: Sequence[str] = (),
-    prefer_specific: bool = False,
-    within: Sequence[str] = (),
-    resolver: Any = None,
-) -> Vocabulary:
-    """Builds a vocabulary from a corpus directory, measures coverage, writes `output`.
-
-    The per-post label cache is written next to `output` as a side effect.
-    """
-    from weaksup.corpus.shards import Corpus
-
-    corpus = Corpus(corpus_dir)
-    counts = corpus.hashtag_counts()
-    vocab = build_vocabulary(
-        counts, mode=mode, resolver=resolver, top_k=top_k, min_count=min_count,
-        under=under, lexnames=lexnames, prefer_specific=prefer_specific, within=within,
-    )
-    vocab.build["corpus"] = {
-        "path": str(corpus.path),
-        "manifest_sha256": manifest_sha256(corpus.path),
-        "records": len(corpus),
-    }
-    output = Path(output)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    post_labels = load_post_labels(vocab, output, corpus)
-    vocab.coverage = measure_coverage(vocab, counts, post_labels)
-    vocab.save(output)
-    return vocab

@@ -19,6 +19,7 @@ from pathlib import PurePosixPath, PureWindowsPath
 from typing import Any, NamedTuple, Protocol, runtime_checkable
 
 from weaksup.corpus.record import MAX_CAPTION_CHARS, Post, make_post
+from weaksup.hashtags.extract import extract_hashtags, extract_nouns
 
 
 class Skip(NamedTuple):
@@ -139,12 +140,8 @@ def assemble_post(
     if hashtags is None:
         if caption is None:
             return Skip("missing_caption", id, "no caption and no tags")
-        from weaksup.hashtags.extract import extract_hashtags
-
         tags = list(extract_hashtags(caption))
         if not tags and nouns:
-            from weaksup.hashtags.extract import extract_nouns
-
             tags = list(extract_nouns(caption))
             if tags:
                 meta["tags_from"] = "nouns"
