@@ -2,7 +2,7 @@
 
 Lists the model zoo. `--summary` adds parameters and multiply-adds per image, counted from
 shapes alone (the 829M-parameter ResNeXt is never materialised); `--model NAME` prints one
-model's architecture stage by stage.
+model's architecture stage by stage (ResNet/ResNeXt, RegNetY) or block by block (ViT).
 """
 
 from __future__ import annotations
@@ -13,17 +13,70 @@ import json
 
 from weaksup.models import get_model, list_models, model_config
 from weaksup.models.counting import count_macs, count_params
+from weaksup.models.regnet import REGNET_STEMS, RegNetConfig
 from weaksup.models.resnet import STEMS
+from weaksup.models.vit import ViTConfig
 
 
 def default_image_size(name: str) -> int:
-    """The resolution a model is meant for: 224 for ImageNet stems, 32 for small stems."""
-    return 224 if model_config(name).stem == "imagenet" else 32
+    """The resolution a model is meant for: 224 for ImageNet stems, 32 for small stems;
+    ViT and RegNetY configs carry theirs (224 published, 32 for the tiny variants)."""
+    cfg = model_config(name)
+    if isinstance(cfg, (ViTConfig, RegNetConfig)):
+        return cfg.image_size
+    return 224 if cfg.stem == "imagenet" else 32
+
+
+def _vit_architecture(name: str, cfg: ViTConfig) -> list[str]:
+    size = cfg.image_size
+    grid = cfg.grid(size)
+    pos = (1, grid * grid + (1 if cfg.posemb == "swag" else 0), cfg.width)
+    regs = f"drop_path {cfg.drop_path}, dropout {cfg.dropout}, attention dropout {cfg.attention_dropout}"
+    return [
+        (
+            f"{name}: ViT, patch {cfg.patch_size}x{cfg.patch_size} conv -> {cfg.width}; class token; "
+            f"{cfg.posemb!r} position embedding {pos} at {size} px ({grid}x{grid} patches + class token)"
+        ),
+        (
+            f"  {cfg.num_layers} x pre-LN encoder block: {cfg.num_heads} heads of {cfg.width // cfg.num_heads} "
+            f"(fused qkv), MLP {cfg.width} -> {cfg.mlp_dim} -> {cfg.width} (GELU); {regs}"
+            f"{'; remat' if cfg.remat else ''}"
+        ),
+        f"  final LayerNorm; class token {cfg.feature_dim} -> Dense head (zero init)",
+    ]
+
+
+def _regnet_architecture(name: str, cfg: RegNetConfig) -> list[str]:
+    lines = [
+        (
+            f"{name}: RegNetY (d={cfg.depth}, w0={cfg.w0}, wa={cfg.wa}, wm={cfg.wm}, "
+            f"group width {cfg.group_width}); stem {cfg.stem_width} ch ({REGNET_STEMS[cfg.stem][1]})"
+        )
+    ]
+    width_in = cfg.stem_width
+    for i, st in enumerate(cfg.stages()):
+        # The SE width follows each block's INPUT width: the first block of a stage differs.
+        first, rest = (round(cfg.se_ratio * w) for w in (width_in, st.width))
+        if not cfg.se_ratio:
+            se = "no SE"
+        else:
+            se = f"SE {first}" if st.depth == 1 or first == rest else f"SE {first}, then {rest}"
+        lines.append(
+            f"  stage{i + 1}: {st.depth} x Y block 1x1 {st.width} -> 3x3 {st.width} "
+            f"({st.groups} groups of {st.group_width}), stride {st.stride} -> {se} -> 1x1 {st.width}"
+        )
+        width_in = st.width
+    lines.append(f"  pooled features {cfg.feature_dim} -> Dense head")
+    return lines
 
 
 def architecture(name: str) -> list[str]:
-    """Human-readable description of model `name`, one line per stage."""
+    """Human-readable description of model `name`, one line per stage (or per part of a ViT)."""
     cfg = model_config(name)
+    if isinstance(cfg, ViTConfig):
+        return _vit_architecture(name, cfg)
+    if isinstance(cfg, RegNetConfig):
+        return _regnet_architecture(name, cfg)
     stem = STEMS[cfg.stem][3]
     lines = [f"{name}: stem {cfg.stem_width} ch ({stem}); groups {cfg.groups}"]
     for i, blocks in enumerate(cfg.stage_sizes):
@@ -62,7 +115,10 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--summary", action="store_true", help="count parameters and multiply-adds")
     parser.add_argument("--model", action="append", help="only this model (repeatable); prints its architecture")
     parser.add_argument("--num-classes", type=int, default=1000)
-    parser.add_argument("--image-size", type=int, default=None, help="default: 224 (ImageNet stem) / 32 (small stem)")
+    parser.add_argument(
+        "--image-size", type=int, default=None,
+        help="default: 224 (ImageNet stem, published ViT/RegNetY) / 32 (small stem, tiny variants)",
+    )
     parser.add_argument("--json", action="store_true", help="JSON lines instead of a table")
     args = parser.parse_args(argv)
 
