@@ -28,6 +28,7 @@ import ml_collections
 import orbax.checkpoint as ocp
 
 from weaksup import config as config_lib
+from weaksup import optimizer as optim_lib
 from weaksup import sharding, train_lib
 from weaksup.errors import UsageError
 from weaksup.hashtags.vocabulary import Vocabulary
@@ -217,12 +218,13 @@ def _snapshot(state: Any) -> Any:
     return jax.tree.map(lambda x: x.copy() if isinstance(x, jax.Array) and next(iter(x.devices())).platform == "cpu" else x, state)
 
 
-def load_pretrained(workdir: str | os.PathLike, step: int | None = None, mesh: Any = None
+def load_pretrained(workdir: str | os.PathLike, step: int | None = None, mesh: Any = None, *, ema: bool = False
                     ) -> tuple[ml_collections.ConfigDict, Vocabulary, Any, train_lib.State]:
     """(config, vocab, model, variables) of a run, from its workdir alone.
 
     `variables` = {"params", "batch_stats"} placed by the partition rules on `mesh`
-    (default: all local devices, data-parallel). `step` defaults to the latest.
+    (default: all local devices, data-parallel). `step` defaults to the latest. With
+    `ema` the params are the run's moving average of the weights (`optim.ema_decay` > 0).
     """
     directory = checkpoint_dir(workdir)
     if not directory.is_dir():
@@ -236,7 +238,16 @@ def load_pretrained(workdir: str | os.PathLike, step: int | None = None, mesh: A
         vocab = Vocabulary.from_json(ckpt.restore_json(step, VOCAB), f"{directory / str(step) / VOCAB}")
         model = train_lib.model_from_config(config.model, vocab.num_classes)
         mesh = mesh if mesh is not None else sharding.make_mesh({"data": -1})
-        variables, _ = train_lib.create_train_state(model, mesh, config.input.image_size, checkpoint=(ckpt, step))
+        size = config.input.image_size
+        if not ema:
+            variables, _ = train_lib.create_train_state(model, mesh, size, checkpoint=(ckpt, step))
+        else:
+            if not config.optim.get("ema_decay"):  # runs older than the option lack the key
+                raise CheckpointError(f"{directory / str(step)}: the run kept no weight average (optim.ema_decay)")
+            # The schedule's length does not change the optimiser state's shapes.
+            tx, _ = optim_lib.optimizer_from_config(config.optim, config.input.global_batch_size, 1, 0)
+            state, _ = train_lib.create_train_state(model, mesh, size, tx=tx, checkpoint=(ckpt, step))
+            variables = {"params": optim_lib.ema_params(state["opt_state"]), "batch_stats": state["batch_stats"]}
     finally:
         ckpt.close()
     return config, vocab, model, variables

@@ -53,7 +53,11 @@ def pretrain_config() -> ml_collections.ConfigDict:
     c.input.crop_min_area = 0.08  # Inception's random-resized crop
 
     c.optim = ml_collections.ConfigDict()
+    c.optim.name = "sgd"  # sgd (SGD-Nesterov, coupled decay: the paper's) | adamw (decoupled decay)
     c.optim.momentum = 0.9
+    c.optim.b1 = 0.9  # AdamW
+    c.optim.b2 = 0.999
+    c.optim.eps = 1e-8
     c.optim.nesterov = True
     c.optim.weight_decay = 1e-4
     c.optim.base_lr = 0.1  # per base_batch_size images (linear scaling rule)
@@ -61,13 +65,14 @@ def pretrain_config() -> ml_collections.ConfigDict:
     c.optim.warmup_steps = None  # at most one of the three warm-up durations
     c.optim.warmup_epochs = None
     c.optim.warmup_examples = None
-    c.optim.schedule = "step"  # step | cosine (weaksup.optimizer)
+    c.optim.schedule = "step"  # step | cosine | linear | constant, after the warm-up (weaksup.optimizer)
     c.optim.decay_at = (0.3, 0.6, 0.9)
     c.optim.decay_factor = 0.1
     c.optim.final_lr_fraction = 0.0
     c.optim.label_smoothing = 0.0
     c.optim.grad_accum_steps = 1
     c.optim.grad_clip_norm = None
+    c.optim.ema_decay = 0.0  # > 0: keep a moving average of the weights in the optimiser state
     c.loss = "softmax"  # softmax (1/k targets, the paper's) | sigmoid
 
     # Exactly one duration; `total_steps(config, n)` resolves it.

@@ -27,6 +27,7 @@ from weaksup.config import ConfigError
 from weaksup.errors import RunFailed, UsageError
 from weaksup.evaluators.context import Context
 from weaksup.input_pipeline import Target, make_eval_iterator, make_finetune_iterator
+from weaksup.models.vit import ViT, resize_posemb_params
 
 
 class FinetuneError(UsageError, ValueError):
@@ -51,14 +52,22 @@ def _check_trunk(fresh: Any, given: Any, what: str) -> None:
 
 def transfer_variables(model: Any, variables: Any, num_classes: int, rng: jax.Array, image_size: int
                        ) -> tuple[Any, dict[str, Any]]:
-    """(target model, variables): `variables`' trunk with a fresh `num_classes`-way head."""
+    """(target model, variables): `variables`' trunk with a fresh `num_classes`-way head.
+
+    A ViT trunk pretrained at another resolution gets its position embedding resized to
+    `image_size` (bicubic, `models.vit.resize_posemb_params`).
+    """
     target_model = model.clone(num_classes=int(num_classes), parent=None)
     dummy = jnp.zeros((1, image_size, image_size, 3), jnp.float32)
     fresh = jax.jit(lambda r: target_model.init(r, dummy, train=False))(rng)
     params = dict(fresh["params"])
     stats = dict(fresh.get("batch_stats", {}))
-    _check_trunk(fresh["params"]["trunk"], variables["params"]["trunk"], "pretrained trunk parameters")
-    params["trunk"] = variables["params"]["trunk"]
+    trunk = variables["params"]["trunk"]
+    if isinstance(model, ViT) and trunk["pos_embedding"].shape != fresh["params"]["trunk"]["pos_embedding"].shape:
+        # Fine-tuning at another resolution (SWAG: 384-518 px): bicubic resize of the position grid.
+        trunk = resize_posemb_params(trunk, model.config, image_size)
+    _check_trunk(fresh["params"]["trunk"], trunk, "pretrained trunk parameters")
+    params["trunk"] = trunk
     if "trunk" in stats:
         _check_trunk(stats["trunk"], variables.get("batch_stats", {}).get("trunk", {}), "pretrained batch statistics")
         stats["trunk"] = variables["batch_stats"]["trunk"]
@@ -71,13 +80,14 @@ class Evaluator:
     Options: steps (default 200), base_lr (per 256 images, default 0.1), warmup_steps
     (default 10% of steps), momentum, weight_decay, label_smoothing, crop_min_area (the
     random-resized crop's smallest share of the picture, default Inception's 0.08),
-    checkpoint_every (steps; default: only at the end). The batch size and seed are the
-    target's. Checkpoints go to the context's workdir; without one nothing is saved.
+    checkpoint_every (steps; default: only at the end), ema_decay (> 0: evaluate the moving
+    average of the weights, as SWAG's fine-tuning does; default off). The batch size and
+    seed are the target's. Checkpoints go to the context's workdir; without one nothing is saved.
     """
 
     def __init__(self, ctx: Context, *, steps: int = 200, base_lr: float = 0.1, warmup_steps: int | None = None,
                  momentum: float = 0.9, weight_decay: float = 1e-4, label_smoothing: float = 0.0,
-                 crop_min_area: float = 0.08, checkpoint_every: int = 0):
+                 crop_min_area: float = 0.08, checkpoint_every: int = 0, ema_decay: float = 0.0):
         if int(steps) < 1:
             raise ConfigError(f"finetune: steps must be >= 1, got {steps}")
         self.ctx = ctx
@@ -89,6 +99,9 @@ class Evaluator:
         self.label_smoothing = float(label_smoothing)
         self.crop_min_area = augment.check_min_area(crop_min_area, "finetune: crop_min_area")
         self.checkpoint_every = int(checkpoint_every or 0)
+        self.ema_decay = float(ema_decay)
+        if not 0.0 <= self.ema_decay < 1.0:
+            raise ConfigError(f"finetune: ema_decay must lie in [0, 1), got {ema_decay}")
 
     def run(self, variables: Any, step: int | None = None) -> dict[str, float]:
         """Fine-tunes from `variables` (resuming from the workdir's checkpoint if any)."""
@@ -104,6 +117,8 @@ class Evaluator:
         peak = optim_lib.peak_learning_rate(self.base_lr, gbs)
         lr_fn = optim_lib.learning_rate_schedule(peak, self.steps, self.warmup_steps, schedule="cosine")
         tx = optim_lib.make_optimizer(lr_fn, momentum=self.momentum, nesterov=True, weight_decay=self.weight_decay)
+        if self.ema_decay:
+            tx = optim_lib.with_weight_ema(tx, self.ema_decay)
         train_iter = make_finetune_iterator(data, crop_min_area=self.crop_min_area)
         ckpt = None
         latest = None
@@ -136,6 +151,8 @@ class Evaluator:
             raise FinetuneFailed(f"finetune on {data.dataset}: non-finite training loss")
 
         variables = train_lib.variables_of(state)
+        if self.ema_decay:
+            variables["params"] = optim_lib.ema_params(state["opt_state"])
         predict = train_lib.make_predict_fn(model, mesh, train_lib.variables_of(state_shardings))
         out: dict[str, float] = {"steps": float(self.steps)}
         if losses_seen:
