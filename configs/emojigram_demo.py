@@ -25,6 +25,8 @@ Arguments (`configs/emojigram_demo.py:key=value,...`), also used by the ablation
   noise=P        replace a fraction P of hashtags by draws from the marginal (default 0)
   examples=N     pretraining length in images (default 150000)
   protocols=A+B  transfer protocols to run (default linear+fewshot+finetune)
+  model=NAME     the trunk (default resnext_tiny; vit_tiny and regnety_tiny are SWAG's at CPU
+                 scale, vit_tiny with SWAG's AdamW recipe)
   runlocal       a tiny version for tests (2k posts, 30 steps, short transfer)
 """
 
@@ -89,6 +91,14 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.optim.base_lr = 0.4
     c.optim.warmup_steps = 5 if local else 100
     c.optim.schedule = "cosine"
+    if arg.model.startswith("vit"):
+        # SWAG's ViT recipe (configs/swag_pretrain.py): AdamW with decoupled weight decay;
+        # 1e-3 at batch 128, the usual rate of small ViTs trained from scratch.
+        c.optim.name = "adamw"
+        c.optim.b2 = 0.95
+        c.optim.weight_decay = 0.05
+        c.optim.base_lr = 2e-3
+        c.optim.grad_clip_norm = 1.0
     if local:
         c.total_steps = 30
     else:

@@ -1,12 +1,17 @@
 """SWAG's recipes around the trunks: AdamW, the weight EMA, sharding, the config, resolution changes."""
 
+import json
+import os
+import subprocess
+import sys
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
 
-from _train_data import tiny_inputs
+from _train_data import REPO, tiny_inputs
 from weaksup import checkpoint as ckpt_lib
 from weaksup import losses, models, sharding, train
 from weaksup import optimizer as optim_lib
@@ -125,3 +130,31 @@ def test_loading_the_weight_average_of_a_run_without_one_says_so(tmp_path, tmp_p
     train.train_and_evaluate(config, tmp_path / "plain")
     with pytest.raises(ckpt_lib.CheckpointError, match="no weight average"):
         ckpt_lib.load_pretrained(tmp_path / "plain", ema=True)
+
+
+@pytest.mark.parametrize("model", ["vit_tiny", "regnety_tiny"])
+def test_demo_runs_with_swags_cpu_trunks(demo_run, model):
+    """The demo with `model=vit_tiny` / `model=regnety_tiny` on the demo fixture's corpus and target."""
+    root = demo_run.parent
+    run = root / f"demo_{model}"
+    cmd = [sys.executable, "-m", "weaksup", "demo", "--config",
+           f"configs/emojigram_demo.py:runlocal,model={model},protocols=linear+finetune", "--config.total_steps=2",
+           "--config.transfer.finetune_steps=2", "--workdir", str(run), "--data-root", str(root / "data"),
+           "--tfds-dir", str(root / "tfds")]
+    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    results = json.loads((run / "results.json").read_text())
+    assert results["config"]["model"]["name"] == model and results["pretraining"]["step"] == 2
+    for init in ("pretrained", "random"):
+        assert {"linear", "finetune"} <= set(results["transfer"][init])
+        assert 0.0 <= results["transfer"][init]["finetune"]["test_top1"] <= 1.0
+
+
+def test_accelerator_benchmark_runs_its_smoke_mode():
+    proc = subprocess.run([sys.executable, "benchmarks/accelerator.py", "--smoke", "--steps", "1", "--rounds", "1",
+                           "--skip-sklearn", "--trunks", "regnety_tiny,vit_tiny"],
+                          cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    rows = [line for line in proc.stdout.splitlines() if line.startswith("| ") and "tiny" in line]
+    assert len(rows) == 2 and "linear probe 2000 x 64" in proc.stdout
