@@ -19,6 +19,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "models": ("weaksup.models.cli", "list models with parameter and multiply-add counts"),
     "train": ("weaksup.train", "pretrain from a config (jit-sharded, Orbax checkpoints)"),
     "evaluate": ("weaksup.evaluators.cli", "linear probe / ridge / fine-tune evaluation"),
+    "predict": ("weaksup.predict", "top-k hashtag labels of your own pictures from a run"),
     "demo": ("weaksup.demo", "the EmojiGram experiment end to end"),
 }
 
