@@ -11,7 +11,8 @@ A batch is a dict of numpy arrays: `image` uint8 (B_local, H, W, 3) and `labels`
 turns them into the paper's 1/k softmax targets and `train_lib.normalize_images` the
 pictures into the model's input). Post labels come from `weaksup.labels`.
 
-Evaluation and fine-tuning read a `Target`: a TFDS dataset, its splits and feature keys.
+Evaluation and fine-tuning read a `Target`: a TFDS dataset, its splits and feature keys,
+or your own pictures in the ImageFolder layout (`dataset="folder:PATH"`, see `ImageFolder`).
 
 Global stream. The resampler defines one global sequence of record positions per epoch,
 the same in every process. Global batch b is positions [b*G, (b+1)*G) for global batch
@@ -36,6 +37,7 @@ import dataclasses
 import os
 import warnings
 from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
 from typing import Any
 
 import grain
@@ -378,7 +380,10 @@ class Target:
         return cls(**mine), rest
 
     def open(self, split: str) -> tuple[Any, int]:
-        """(TFDS data source, class count) of a split; EvalDataError names what is wrong."""
+        """(random-access source of {image bytes, label}, class count) of a split; EvalDataError names what is wrong."""
+        if self.dataset.startswith(FOLDER_PREFIX):
+            folder = ImageFolder(self.dataset[len(FOLDER_PREFIX):], seed=self.seed)
+            return folder.source(split, self.image_key, self.label_key), len(folder.classes)
         return open_tfds_source(self.dataset, split, data_dir=self.data_dir, image_key=self.image_key,
                                 label_key=self.label_key)
 
@@ -396,6 +401,88 @@ class Target:
             if split is not None:
                 self.open(split)
         self.num_classes()
+
+
+FOLDER_PREFIX = "folder:"
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".gif", ".bmp", ".webp", ".tif", ".tiff", ".ppm", ".pgm"})
+SPLIT_FOLDERS = {"train": "train", "validation": "validation", "val": "validation", "test": "test"}
+# Shares of each class's pictures in the carved train / validation / test splits.
+FOLDER_SPLIT_SHARES = (0.7, 0.1, 0.2)
+
+
+class ImageFolder:
+    """Your own pictures as a target: ROOT/CLASS/*.jpg, or ROOT/{train,validation,test}/CLASS/*.jpg.
+
+    Classes are the sub-folder names, sorted (label i is the i-th). With split folders
+    (`val` counts as `validation`) each split is its folder. Without them every class's
+    pictures (sorted by path) are shuffled with `seed` and cut 70% / 10% / 20% into
+    train / validation / test, so the split is stated and repeatable. Files are kept by
+    their suffix (jpg, jpeg, png, gif, bmp, webp, tif, tiff, ppm, pgm); unreadable
+    pictures are masked out by the evaluation pipeline like any bad example.
+    """
+
+    def __init__(self, root: str | os.PathLike, seed: int = 0):
+        self.root = Path(root).expanduser()
+        if not self.root.is_dir():
+            raise EvalDataError(f"image folder {self.root}: no such folder")
+        subdirs = sorted(p for p in self.root.iterdir() if p.is_dir() and not p.name.startswith("."))
+        split_dirs = {SPLIT_FOLDERS[p.name]: p for p in subdirs if p.name in SPLIT_FOLDERS}
+        if split_dirs and len(split_dirs) != len(subdirs):
+            raise EvalDataError(f"image folder {self.root}: mixes split folders ({', '.join(sorted(split_dirs))}) "
+                                "with class folders")
+        per_split = {name: self._scan(d) for name, d in split_dirs.items()} if split_dirs else None
+        pool = None if per_split else self._scan(self.root)
+        classes = sorted({c for files in (per_split or {"all": pool}).values() for c in files})
+        if not classes:
+            raise EvalDataError(f"image folder {self.root}: no class folders with pictures in them")
+        self.classes = classes
+        index = {c: i for i, c in enumerate(classes)}
+        self.splits: dict[str, list[tuple[Path, int]]] = {}
+        if per_split:
+            for name, files in per_split.items():
+                self.splits[name] = [(f, index[c]) for c in sorted(files) for f in files[c]]
+        else:
+            rng = np.random.default_rng([seed, 0xF01D])
+            for name in ("train", "validation", "test"):
+                self.splits[name] = []
+            for c in classes:
+                files = [pool[c][i] for i in rng.permutation(len(pool[c]))]
+                n_train = int(round(FOLDER_SPLIT_SHARES[0] * len(files)))
+                n_val = int(round(FOLDER_SPLIT_SHARES[1] * len(files)))
+                for name, part in (("train", files[:n_train]), ("validation", files[n_train:n_train + n_val]),
+                                   ("test", files[n_train + n_val:])):
+                    self.splits[name] += [(f, index[c]) for f in part]
+
+    def _scan(self, folder: Path) -> dict[str, list[Path]]:
+        """{class folder name: its pictures, sorted} for the class folders under `folder`."""
+        out = {}
+        for d in sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")):
+            files = sorted(f for f in d.rglob("*") if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES)
+            if files:
+                out[d.name] = files
+        return out
+
+    def source(self, split: str, image_key: str = "image", label_key: str = "label") -> _FolderSource:
+        """A random-access source of one split: {image_key: encoded bytes, label_key: class index}."""
+        items = self.splits.get(SPLIT_FOLDERS.get(split, split))
+        if not items:
+            have = sorted(k for k, v in self.splits.items() if v)
+            raise EvalDataError(f"image folder {self.root} has no split {split!r} with pictures; splits: {have}")
+        return _FolderSource(items, image_key, label_key)
+
+
+class _FolderSource:
+    """Index -> {image bytes, label} over a list of (path, label); a file read error surfaces per example."""
+
+    def __init__(self, items: list[tuple[Path, int]], image_key: str, label_key: str):
+        self.items, self.image_key, self.label_key = items, image_key, label_key
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        path, label = self.items[i]
+        return {self.image_key: path.read_bytes(), self.label_key: label}
 
 
 def open_tfds_source(
