@@ -59,10 +59,14 @@ def peak_tflops(explicit: float | None) -> float | None:
     return next((v for k, v in PEAK_BF16_TFLOPS.items() if k in kind), None)
 
 
-def train_throughput(name: str, batch: int, size: int, classes: int, steps: int, rounds: int) -> tuple[float, int]:
-    """(images/s of the real train step, multiply-adds per image) for trunk `name`."""
+def make_step_runner(name: str, batch: int, size: int, classes: int, dtype: str = "bfloat16"):
+    """(run(steps) -> images/s, multiply-adds per image) for trunk `name`'s real train step.
+
+    One batch is placed on the devices once and fed to every step; the first call
+    compiles. SGD-Nesterov for the convnets, AdamW for the ViTs (configs/swag_pretrain.py).
+    """
     mesh = sharding.make_mesh({"data": -1})
-    model = models.get_model(name, classes, dtype="bfloat16")
+    model = models.get_model(name, classes, dtype=dtype)
     tx = optim_lib.make_adamw(1e-3, b2=0.95) if name.startswith("vit") else optim_lib.make_optimizer(0.1)
     state, shardings = create_train_state(model, mesh, size, tx=tx, rng=jax.random.PRNGKey(0))
     step = make_train_step(model, tx, losses.make_loss_fn("softmax"), mesh, shardings)
@@ -71,16 +75,24 @@ def train_throughput(name: str, batch: int, size: int, classes: int, steps: int,
     labels[:, 0] = rng.integers(0, classes, batch)
     data = sharding.make_global_batch(
         {"image": rng.integers(0, 256, (batch, size, size, 3), dtype=np.uint8), "labels": labels}, mesh)
-    state, m = step(state, data)  # compilation
+    holder = {"state": state}
+    holder["state"], m = step(holder["state"], data)  # compilation
     jax.block_until_ready(m)
-    rates = []
-    for _ in range(rounds):
+
+    def run(steps: int) -> float:
         t0 = time.perf_counter()
         for _ in range(steps):
-            state, m = step(state, data)
+            holder["state"], m = step(holder["state"], data)
         jax.block_until_ready(m)
-        rates.append(steps * batch / (time.perf_counter() - t0))
-    return statistics.median(rates), count_macs(models.get_model(name, classes), size)
+        return steps * batch / (time.perf_counter() - t0)
+
+    return run, count_macs(models.get_model(name, classes), size)
+
+
+def train_throughput(name: str, batch: int, size: int, classes: int, steps: int, rounds: int) -> tuple[float, int]:
+    """(median images/s over `rounds` rounds of `steps` steps, multiply-adds per image)."""
+    run, macs = make_step_runner(name, batch, size, classes)
+    return statistics.median(run(steps) for _ in range(rounds)), macs
 
 
 def probe_times(n: int, dim: int, classes: int, l2: float, skip_sklearn: bool) -> dict[str, float]:

@@ -42,7 +42,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from weaksup.models.norm import BatchNorm
-from weaksup.models.resnet import Conv
+from weaksup.models.resnet import Conv, ResNet
 
 Dtype = Any
 
@@ -250,33 +250,15 @@ class RegNetTrunk(nn.Module):
         return jnp.mean(x.astype(jnp.float32), axis=(1, 2))
 
 
-class RegNet(nn.Module):
+class RegNet(ResNet):
     """Classifier: `trunk` (pooled penultimate features) and a Dense `head` (float32 logits).
 
-    The head's kernel starts normal(0.01) with a zero bias, as SWAG's FullyConnectedHead
-    and this package's ResNet.
+    ResNet's classifier with the RegNetY trunk: the head's kernel starts normal(0.01)
+    with a zero bias, as SWAG's FullyConnectedHead.
     """
 
     config: RegNetConfig
-    num_classes: int
-    dtype: Dtype = jnp.float32
-    param_dtype: Dtype = jnp.float32
-    bn_groups: int = 0
-    conv_impl: str = "auto"
 
-    def setup(self) -> None:
-        self.trunk = RegNetTrunk(self.config, self.dtype, self.param_dtype, self.bn_groups, self.conv_impl)
-        self.head = nn.Dense(
-            self.num_classes,
-            dtype=jnp.float32,
-            param_dtype=self.param_dtype,
-            kernel_init=nn.initializers.normal(0.01),
-        )
-
-    def __call__(self, images: jax.Array, train: bool = False) -> jax.Array:
-        """Logits (B, num_classes) in float32."""
-        return self.head(self.trunk(images, train))
-
-    def features(self, images: jax.Array, train: bool = False) -> jax.Array:
-        """Pooled penultimate features (B, feature_dim) in float32."""
-        return self.trunk(images, train)
+    def make_trunk(self) -> nn.Module:
+        """The RegNetY trunk."""
+        return RegNetTrunk(self.config, self.dtype, self.param_dtype, self.bn_groups, self.conv_impl)

@@ -192,8 +192,12 @@ class ResNet(nn.Module):
     bn_groups: int = 0
     conv_impl: str = "auto"
 
+    def make_trunk(self) -> nn.Module:
+        """The pooled-feature trunk; RegNet (same head, same fields) swaps in its own."""
+        return Trunk(self.config, self.dtype, self.param_dtype, self.bn_groups, self.conv_impl)
+
     def setup(self) -> None:
-        self.trunk = Trunk(self.config, self.dtype, self.param_dtype, self.bn_groups, self.conv_impl)
+        self.trunk = self.make_trunk()
         self.head = nn.Dense(
             self.num_classes,
             dtype=jnp.float32,
