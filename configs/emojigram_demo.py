@@ -24,7 +24,8 @@ Arguments (`configs/emojigram_demo.py:key=value,...`), also used by the ablation
   resampling=R   sqrt (default) | natural | uniform
   noise=P        replace a fraction P of hashtags by draws from the marginal (default 0)
   examples=N     pretraining length in images (default 150000)
-  protocols=A+B  transfer protocols to run (default linear+fewshot+finetune)
+  protocols=A+B  transfer protocols to run (default linear+fewshot+finetune; zeroshot: the
+                 hashtag head mapped to the target's synsets through WordNet, no target training)
   model=NAME     the trunk (default resnext_tiny; vit_tiny and regnety_tiny are SWAG's at CPU
                  scale, vit_tiny with SWAG's AdamW recipe)
   runlocal       a tiny version for tests (2k posts, 30 steps, short transfer)

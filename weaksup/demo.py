@@ -154,6 +154,9 @@ def transfer_config(config: Any, pretrain_dir: Path, target_name: str, tfds_dir:
     # Fine-tuning crops like pretraining: an emoji fills the target image, and Inception's
     # 8% crops of a 32 px picture would mostly show a fragment of it.
     ecfg.evals.finetune.crop_min_area = float(config.input.crop_min_area)
+    # Zero-shot through WordNet, calibrated on the corpus posts pretraining held out.
+    ecfg.evals.zeroshot = {"type": "zeroshot", "corpus_dir": str(config.corpus_dir) if config.holdout_records else "",
+                           "records": int(config.holdout_records)}
     unknown = set(t.protocols) - set(ecfg.evals)
     if unknown:
         raise DemoError(f"transfer.protocols names unknown protocols {sorted(unknown)}; known: {sorted(ecfg.evals)}")

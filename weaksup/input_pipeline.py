@@ -387,6 +387,16 @@ class Target:
         return open_tfds_source(self.dataset, split, data_dir=self.data_dir, image_key=self.image_key,
                                 label_key=self.label_key)
 
+    def class_names(self) -> list[str]:
+        """The classes' names in label order (ClassLabel names; an image folder's sub-folders)."""
+        if self.dataset.startswith(FOLDER_PREFIX):
+            return list(ImageFolder(self.dataset[len(FOLDER_PREFIX):], seed=self.seed).classes)
+        builder = _tfds_builder(self.dataset, self.data_dir)
+        names = list(getattr(builder.info.features[self.label_key], "names", None) or [])
+        if not names:
+            raise EvalDataError(f"TFDS dataset {self.dataset!r}: label feature {self.label_key!r} names no classes")
+        return names
+
     def num_classes(self) -> int:
         """Class count from the label feature (ClassLabel); checked on the training split."""
         _, n = self.open(self.train_split)
@@ -485,6 +495,17 @@ class _FolderSource:
         return {self.image_key: path.read_bytes(), self.label_key: label}
 
 
+def _tfds_builder(dataset: str, data_dir: str | os.PathLike | None) -> Any:
+    """The prepared TFDS builder of `dataset`; EvalDataError when it is unknown or not built."""
+    try:
+        builder = tfds.builder(dataset, data_dir=None if data_dir is None else str(data_dir))
+    except Exception as e:  # tfds raises DatasetNotFoundError and friends
+        raise EvalDataError(f"TFDS dataset {dataset!r} (data_dir {data_dir}): {type(e).__name__}: {e}") from None
+    if not builder.is_prepared():
+        raise EvalDataError(f"TFDS dataset {dataset!r} is not built under {builder.data_dir}")
+    return builder
+
+
 def open_tfds_source(
     dataset: str,
     split: str,
@@ -497,12 +518,7 @@ def open_tfds_source(
 
     Images come undecoded (SkipDecoding) so that JPEGs go through the fast decoder.
     """
-    try:
-        builder = tfds.builder(dataset, data_dir=None if data_dir is None else str(data_dir))
-    except Exception as e:  # tfds raises DatasetNotFoundError and friends
-        raise EvalDataError(f"TFDS dataset {dataset!r} (data_dir {data_dir}): {type(e).__name__}: {e}") from None
-    if not builder.is_prepared():
-        raise EvalDataError(f"TFDS dataset {dataset!r} is not built under {builder.data_dir}")
+    builder = _tfds_builder(dataset, data_dir)
     features = builder.info.features
     for what, key in (("image_key", image_key), ("label_key", label_key)):
         if key not in features:

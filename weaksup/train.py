@@ -121,8 +121,8 @@ def _make_train_iterator(config: ml_collections.ConfigDict) -> input_pipeline.Ba
         raise ConfigError(f"input settings (corpus {config.corpus_dir}): {e}") from None
 
 
-def _make_evaluators(config: ml_collections.ConfigDict, model: Any, mesh: Any,
-                     workdir: Path) -> dict[str, tuple[int, evaluators.Evaluator]]:
+def _make_evaluators(config: ml_collections.ConfigDict, model: Any, mesh: Any, workdir: Path,
+                     vocab: Vocabulary) -> dict[str, tuple[int, evaluators.Evaluator]]:
     """{name: (every_steps, evaluator)}: the held-out hashtag mAP and `config.evals`.
 
     `config.evals` = {name: {type, every_steps, ...options}}, built by `evaluators.build`
@@ -149,7 +149,8 @@ def _make_evaluators(config: ml_collections.ConfigDict, model: Any, mesh: Any,
             continue
         try:
             out[name] = (every, evaluators.build(kind, spec, model=model, mesh=mesh,
-                                                 image_size=config.input.image_size, checkpoint_id=str(workdir)))
+                                                 image_size=config.input.image_size, checkpoint_id=str(workdir),
+                                                 labels=vocab))
         except UsageError as e:
             raise ConfigError(f"evals.{name} ({kind}): {e}") from None
     return out
@@ -190,7 +191,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
     if gbs % (n_dev * accum):
         raise ConfigError(f"global batch {gbs} is not divisible by {n_dev} devices x {accum} accumulation steps")
     model = train_lib.model_from_config(config.model, vocab.num_classes)
-    evals = _make_evaluators(config, model, mesh, workdir)
+    evals = _make_evaluators(config, model, mesh, workdir, vocab)
     ckpt_cfg = config.checkpoint
     checkpointer = ckpt_lib.Checkpointer(
         ckpt_lib.checkpoint_dir(workdir),

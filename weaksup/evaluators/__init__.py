@@ -22,6 +22,7 @@ from typing import Any, Protocol
 
 from weaksup.config import ConfigError
 from weaksup.evaluators.context import Context, FeatureCache
+from weaksup.hashtags.vocabulary import Vocabulary
 from weaksup.input_pipeline import Target
 
 EVALUATORS: dict[str, str] = {
@@ -29,6 +30,7 @@ EVALUATORS: dict[str, str] = {
     "fewshot_ridge": "weaksup.evaluators.fewshot_ridge",
     "finetune": "weaksup.evaluators.finetune",
     "holdout_map": "weaksup.evaluators.holdout",
+    "zeroshot": "weaksup.evaluators.zeroshot",
 }
 
 
@@ -66,13 +68,14 @@ def build(
     cache_dir: str | os.PathLike | None = None,
     checkpoint_id: str = "",
     workdir: str | os.PathLike | None = None,
+    labels: Vocabulary | None = None,
 ) -> Evaluator:
     """An evaluator of `type_name` with its context; ConfigError names a bad option or dataset.
 
     `options` hold the target's fields (dataset, data_dir, splits, keys, batch_size, ...;
     `image_size` defaults to the given one) and the evaluator's own. `cache_dir` +
     `checkpoint_id` (the weights' identity) enable the feature cache; `workdir` is the
-    evaluator's own folder.
+    evaluator's own folder; `labels` the vocabulary the model's head predicts.
     """
     cls = get_evaluator(type_name)
     target, rest = None, dict(options)
@@ -80,7 +83,7 @@ def build(
         target, rest = Target.from_options({"image_size": int(image_size), **options})
         target.check()  # a wrong dataset, split or key fails before any compilation
     cache = None if cache_dir is None else FeatureCache(Path(cache_dir), str(checkpoint_id))
-    ctx = Context(model=model, mesh=mesh, target=target, feature_cache=cache,
+    ctx = Context(model=model, mesh=mesh, target=target, labels=labels, feature_cache=cache,
                   workdir=None if workdir is None else Path(workdir))
     try:
         return cls(ctx, **rest)

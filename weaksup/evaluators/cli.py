@@ -43,6 +43,7 @@ from weaksup import evaluators, runner, sharding, train_lib
 from weaksup.config import ConfigError
 from weaksup.errors import EXIT_OK
 from weaksup.evaluators.results import write_results
+from weaksup.hashtags.vocabulary import Vocabulary
 from weaksup.input_pipeline import Target
 
 
@@ -61,6 +62,7 @@ class Init:
     checkpoint_id: str  # the weights' identity in the feature cache
     step: int
     image_size: int
+    labels: Vocabulary | None  # what the head predicts (the pretraining vocabulary)
 
 
 def load_inits(config: ml_collections.ConfigDict, mesh: Any) -> list[Init]:
@@ -83,7 +85,8 @@ def load_inits(config: ml_collections.ConfigDict, mesh: Any) -> list[Init]:
                                 f" but the evaluation config asks for {name} {overrides or ''}")
         name, overrides = saved
         pre_size = int(pcfg.input.image_size)
-        inits.append(Init("pretrained", saved[0], model, variables, str(Path(workdir).resolve()), step, pre_size))
+        inits.append(Init("pretrained", saved[0], model, variables, str(Path(workdir).resolve()), step, pre_size,
+                          vocab))
     if not name:
         raise EvaluateError("no pretrained.workdir and no model.name: nothing to evaluate")
     if not workdir or config.random_baseline:
@@ -94,7 +97,8 @@ def load_inits(config: ml_collections.ConfigDict, mesh: Any) -> list[Init]:
         seed = int(config.seed)
         variables, _ = train_lib.create_train_state(model, mesh, size, rng=jax.random.PRNGKey(seed))
         inits.append(Init("random", name, model, variables,
-                          f"random:{name}:{json.dumps(overrides, sort_keys=True)}:{seed}", 0, size))
+                          f"random:{name}:{json.dumps(overrides, sort_keys=True)}:{seed}", 0, size,
+                          inits[0].labels if inits else None))
     return inits
 
 
@@ -128,7 +132,7 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -> dict[str
                        **{k: v for k, v in cfg.items() if k != "type"}}
             evaluator = evaluators.build(cfg["type"], options, model=init.model, mesh=mesh, image_size=init.image_size,
                                          cache_dir=cache_dir, checkpoint_id=init.checkpoint_id,
-                                         workdir=workdir / "evaluators" / f"{name}-{init.name}")
+                                         workdir=workdir / "evaluators" / f"{name}-{init.name}", labels=init.labels)
             t0 = time.time()
             metrics = dict(evaluator.run(init.variables, step=init.step))
             metrics["seconds"] = round(time.time() - t0, 2)

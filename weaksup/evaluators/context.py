@@ -16,6 +16,7 @@ from typing import Any
 from jax.sharding import Mesh
 
 from weaksup.config import ConfigError
+from weaksup.hashtags.vocabulary import Vocabulary
 from weaksup.input_pipeline import Target
 
 
@@ -56,6 +57,8 @@ class Context:
     """Everything an evaluator may use besides its options.
 
     model          the flax module whose variables `run` receives
+    labels         what the model's logits mean: the pretraining vocabulary (None: unknown);
+                   only evaluators that read the hashtag head (zero-shot) use it
     mesh           the device mesh to compute on
     target         the transfer dataset (None for evaluators of the pretraining data)
     feature_cache  where frozen features are kept; None: always recomputed (mid-training)
@@ -65,6 +68,7 @@ class Context:
     model: Any
     mesh: Mesh
     target: Target | None = None
+    labels: Vocabulary | None = None
     feature_cache: FeatureCache | None = None
     workdir: Path | None = None
 

@@ -31,7 +31,8 @@ from weaksup.input_pipeline import Target, make_eval_iterator
 Features = tuple[np.ndarray, np.ndarray]
 
 
-def _to_host(x: jax.Array) -> np.ndarray:
+def to_host(x: jax.Array) -> np.ndarray:
+    """A global array gathered whole onto this host (every process gets all of it)."""
     if jax.process_count() == 1:
         return np.asarray(x)
     return np.asarray(multihost_utils.process_allgather(x, tiled=True))
@@ -52,9 +53,9 @@ def extract(
     for batch in batches:
         g = sharding.make_global_batch(batch, mesh)
         f = feature_fn(variables, g["image"])
-        keep = _to_host(g["mask"]).astype(bool)
-        feats.append(_to_host(f)[keep])
-        labels.append(_to_host(g["label"])[keep])
+        keep = to_host(g["mask"]).astype(bool)
+        feats.append(to_host(f)[keep])
+        labels.append(to_host(g["label"])[keep])
     if not feats:
         raise ValueError("no batches to extract features from")
     return np.concatenate(feats).astype(np.float32), np.concatenate(labels).astype(np.int32)

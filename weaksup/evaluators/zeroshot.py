@@ -1,0 +1,186 @@
+"""Zero-shot transfer: the hashtag head's probabilities mapped onto a target's classes through WordNet.
+
+No target training (SWAG issue #13 describes the recipe; no code was released):
+
+1. **Calibration towards a uniform prior.** Hashtag frequencies are Zipfian and the head
+   learned their base rates. A per-label bias b is fitted on held-out *corpus* posts (never
+   the target) so that the mean of softmax(logits + b) over them is uniform: the fixed
+   point b_c <- b_c - log(C * mean_i p_ic), a few iterations (Platt-style scaling of the
+   prior only). Without a calibration corpus the logits are used as they are.
+2. **Mapping to target classes.** Every target class is a WordNet noun synset (the
+   label names of a TFDS target: synset names like "dog.n.01" or wnids like ImageNet's).
+   A class scores the probability mass of the vocabulary labels that are
+     exact     the class's synset itself,
+     hyponyms  synsets below it in WordNet ("poodle" counts for "dog"),
+   and, for classes that neither rule reaches,
+     similar   the mass of the `similar_k` vocabulary synsets whose WordNet ancestry
+               overlaps its own most (`taxonomic_similarity`), each weighted by that
+               overlap (< 1, so direct evidence ranks first).
+   Each rule can be switched off (`rules`), which is how their ablation is run.
+
+Reports top-1 / top-5 on the target's test split (validation when it has none), and the
+share of target classes each rule reaches. The model's label space comes from the
+context (`Context.labels`, the pretraining vocabulary); the random-initialisation model
+gets the same label space, which makes it the floor to read the pretrained numbers against.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from weaksup import augment, sharding, train_lib
+from weaksup.config import ConfigError
+from weaksup.corpus.record import RecordError, decode_post
+from weaksup.corpus.shards import Corpus
+from weaksup.evaluators.context import Context
+from weaksup.evaluators.features import to_host
+from weaksup.hashtags.vocabulary import Vocabulary
+from weaksup.input_pipeline import EvalDataError, Target, make_eval_iterator
+from weaksup.wordnet import WordNetIndex, load_index
+
+RULES = ("exact", "hyponyms", "similar")
+
+
+def calibration_bias(logits: np.ndarray, iterations: int = 50, clip: float = 30.0) -> np.ndarray:
+    """Per-label bias b with mean_i softmax(logits_i + b) uniform (fixed-point iterations)."""
+    logits = np.asarray(logits, np.float64)
+    c = logits.shape[1]
+    b = np.zeros(c)
+    for _ in range(iterations):
+        z = logits + b
+        z -= z.max(axis=1, keepdims=True)
+        p = np.exp(z)
+        p /= p.sum(axis=1, keepdims=True)
+        b = np.clip(b - np.log(np.maximum(p.mean(axis=0), 1e-300) * c), -clip, clip)
+        b -= b.mean()
+    return b.astype(np.float32)
+
+
+def taxonomic_similarity(index: WordNetIndex, a: int, b: int) -> float:
+    """Overlap of two synsets' ancestries (themselves included): |A & B| / |A | B|, in [0, 1].
+
+    1 only for the same synset; two kinds of dog share most of their ancestry, a dog and
+    a car only the top of the noun hierarchy.
+    """
+    up_a, up_b = index.closure_rows(a) | {a}, index.closure_rows(b) | {b}
+    return len(up_a & up_b) / len(up_a | up_b)
+
+
+def class_rows(index: WordNetIndex, names: Sequence[str], where: str) -> list[int]:
+    """WordNet rows of target class names (synset names or wnids); EvalDataError for a class that is neither."""
+    rows = []
+    for name in names:
+        try:
+            rows.append(index.row(name))
+        except KeyError:
+            raise EvalDataError(f"{where}: class {name!r} is not a WordNet 3.0 noun synset (name or wnid); "
+                                "zero-shot transfer needs WordNet classes") from None
+    return rows
+
+
+def mapping_matrix(index: WordNetIndex, vocab_wnids: Sequence[str], target_rows: Sequence[int],
+                   rules: Sequence[str] = RULES, similar_k: int = 5) -> tuple[np.ndarray, dict[str, int]]:
+    """(V, T) weights from vocabulary labels to target classes, and how many classes each rule reached."""
+    unknown = set(rules) - set(RULES)
+    if unknown:
+        raise ConfigError(f"zeroshot: unknown rules {sorted(unknown)} (known: {', '.join(RULES)})")
+    vocab_rows = [index.row(w) if w in index else -1 for w in vocab_wnids]
+    m = np.zeros((len(vocab_rows), len(target_rows)), np.float32)
+    reached = {rule: 0 for rule in RULES}
+    for t, tr in enumerate(target_rows):
+        direct = False
+        for v, vr in enumerate(vocab_rows):
+            if vr < 0:
+                continue
+            if "exact" in rules and vr == tr:
+                m[v, t], direct = 1.0, True
+            elif "hyponyms" in rules and tr in index.closure_rows(vr):
+                m[v, t], direct = 1.0, True
+        exact = any(vr == tr for vr in vocab_rows) and "exact" in rules
+        reached["exact"] += int(exact)
+        reached["hyponyms"] += int(direct and not exact)
+        if not direct and "similar" in rules:
+            sims = sorted(((taxonomic_similarity(index, tr, vr), v) for v, vr in enumerate(vocab_rows) if vr >= 0), reverse=True)
+            for sim, v in sims[:similar_k]:
+                if sim > 0:
+                    m[v, t] = sim
+            reached["similar"] += int(any(s > 0 for s, _ in sims[:similar_k]))
+    return m, reached
+
+
+def corpus_logits(predict: Any, variables: Any, mesh: Any, corpus_dir: str, records: int, image_size: int,
+                  batch: int) -> np.ndarray:
+    """Logits of the last `records` records of a corpus (the held-out posts; unreadable ones left out)."""
+    corpus = Corpus(corpus_dir)
+    source = corpus.data_source()
+    images = []
+    for i in range(max(len(corpus) - int(records), 0), len(corpus)):
+        try:
+            images.append(augment.eval_crop(decode_post(source[i]).image, image_size))
+        except (RecordError, ValueError, OSError):
+            continue
+    if not images:
+        raise ConfigError(f"zeroshot: no readable calibration posts in {corpus_dir}")
+    out = []
+    for s in range(0, len(images), batch):
+        chunk = np.stack(images[s : s + batch])
+        pad = -len(chunk) % mesh.devices.size
+        padded = np.concatenate([chunk, np.zeros((pad, *chunk.shape[1:]), np.uint8)]) if pad else chunk
+        g = sharding.make_global_batch({"image": padded}, mesh)
+        out.append(to_host(predict(variables, g["image"]))[: len(chunk)])
+    return np.concatenate(out)
+
+
+class Evaluator:
+    """Zero-shot top-1 / top-5 on the context's target through WordNet (see the module docstring).
+
+    Options: rules (default all three), similar_k (5), corpus_dir and records (the
+    held-out corpus posts that calibrate the prior; "" for none), batch_size for them.
+    """
+
+    def __init__(self, ctx: Context, *, rules: Sequence[str] = RULES, similar_k: int = 5, corpus_dir: str = "",
+                 records: int = 1024):
+        self.ctx = ctx
+        self.target: Target = ctx.require_target("zeroshot")
+        if ctx.labels is None:
+            raise ConfigError("zeroshot: the model's label space (its vocabulary) is unknown")
+        self.vocab: Vocabulary = ctx.labels
+        if ctx.model.num_classes != self.vocab.num_classes:
+            raise ConfigError(f"zeroshot: the head has {ctx.model.num_classes} outputs, the vocabulary "
+                              f"{self.vocab.num_classes} labels")
+        index = load_index()
+        rows = class_rows(index, self.target.class_names(), self.target.dataset)
+        self.matrix, reached = mapping_matrix(index, self.vocab.wnids, rows, tuple(rules), int(similar_k))
+        self.coverage = {f"classes_{rule}": n / len(rows) for rule, n in reached.items()}
+        self.corpus_dir, self.records = corpus_dir, int(records)
+
+    def run(self, variables: Any, step: int | None = None) -> dict[str, float]:
+        """Calibrates on the corpus posts (if any), then scores the target's test split."""
+        del step
+        mesh, t = self.ctx.mesh, self.target
+        predict = train_lib.make_predict_fn(self.ctx.model, mesh)
+        bias = np.zeros(self.vocab.num_classes, np.float32)
+        if self.corpus_dir:
+            bias = calibration_bias(corpus_logits(predict, variables, mesh, self.corpus_dir, self.records,
+                                                  t.image_size, t.batch_size))
+        split = t.test_split or t.val_split or t.train_split
+        hits1 = hits5 = total = 0
+        for batch in make_eval_iterator(t, split):
+            g = sharding.make_global_batch(batch, mesh)
+            z = to_host(predict(variables, g["image"])).astype(np.float64) + bias
+            z -= z.max(axis=1, keepdims=True)
+            p = np.exp(z)
+            p /= p.sum(axis=1, keepdims=True)
+            scores = p @ self.matrix
+            mask, labels = to_host(g["mask"]).astype(bool), to_host(g["label"])
+            top = np.argsort(-scores, axis=1, kind="stable")[:, :5]
+            hits1 += int(np.sum((top[:, 0] == labels) & mask))
+            hits5 += int(np.sum(np.any(top == labels[:, None], axis=1) & mask))
+            total += int(mask.sum())
+        if not total:
+            raise EvalDataError(f"zeroshot: {t.dataset}/{split} has no readable examples")
+        return {"top1": hits1 / total, "top5": hits5 / total, **self.coverage,
+                "calibrated": float(bool(self.corpus_dir))}
