@@ -33,12 +33,14 @@ def test_mapping_rules_through_wordnet():
     targets = class_rows(index, ["dog.n.01", "animal.n.01", "wolf.n.01", index.synset("car.n.01").wnid], "test")
     m, reached = mapping_matrix(index, vocab, targets)
     dog, animal, wolf, car = range(4)
-    assert m[:, dog].tolist() == [1, 1, 0, 0]  # exact, and the poodle below it
-    assert m[:, animal].tolist() == [1, 1, 1, 0]  # every animal of the vocabulary
+    assert m[:, dog].tolist() == [1, 0, 0, 0]  # exact: the dog itself, not the poodle below it
+    assert m[:, animal].tolist() == [1, 1, 1, 0]  # no "animal" label: every animal of the vocabulary
     assert m[:, car].tolist() == [0, 0, 0, 1]
     # No wolf in the vocabulary, nothing below it: the most similar synsets, weighted < 1; a dog more than a car.
     assert 0 < m[VOCAB.index("car.n.01"), wolf] < m[VOCAB.index("dog.n.01"), wolf] < 1
     assert reached == {"exact": 2, "hyponyms": 1, "similar": 1}
+    no_exact, _ = mapping_matrix(index, vocab, targets, rules=("hyponyms",))
+    assert no_exact[:, dog].tolist() == [0, 1, 0, 0]  # without the exact rule only what lies below dog counts
     exact_only, reached = mapping_matrix(index, vocab, targets, rules=("exact",))
     assert exact_only[:, dog].tolist() == [1, 0, 0, 0] and not exact_only[:, wolf].any()
     assert reached == {"exact": 2, "hyponyms": 0, "similar": 0}
@@ -78,3 +80,13 @@ def test_demo_offers_zeroshot_calibrated_on_its_held_out_posts(tmp_path):
     default = load_config("configs/emojigram_demo.py:runlocal", lock=False)
     default.corpus_dir = str(tmp_path / "corpus")
     assert "zeroshot" not in demo.transfer_config(default, tmp_path, "t/c", tmp_path).evals
+
+
+def test_class_scores_take_the_best_label_not_the_mass():
+    # Labels: dog, poodle, cat; classes: dog (dog, poodle), animal (all three), wolf (similar: dog 0.5).
+    m = np.array([[1, 1, 0.5], [1, 1, 0], [0, 1, 0]], np.float32)
+    p = np.array([[0.5, 0.1, 0.4]])
+    from weaksup.evaluators.zeroshot import class_scores
+
+    np.testing.assert_allclose(class_scores(p, m), [[0.5, 0.5, 0.25]])
+    # Summed mass would rank "animal" (1.0) first for every picture.

@@ -9,13 +9,18 @@ No target training (SWAG issue #13 describes the recipe; no code was released):
    prior only). Without a calibration corpus the logits are used as they are.
 2. **Mapping to target classes.** Every target class is a WordNet noun synset (the
    label names of a TFDS target: synset names like "dog.n.01" or wnids like ImageNet's).
-   A class scores the probability mass of the vocabulary labels that are
+   A class scores the largest probability among the vocabulary labels that are, by
+   precedence (a rule applies only to classes the ones before it did not reach):
      exact     the class's synset itself,
-     hyponyms  synsets below it in WordNet ("poodle" counts for "dog"),
-   and, for classes that neither rule reaches,
-     similar   the mass of the `similar_k` vocabulary synsets whose WordNet ancestry
-               overlaps its own most (`taxonomic_similarity`), each weighted by that
-               overlap (< 1, so direct evidence ranks first).
+     hyponyms  synsets below it in WordNet ("poodle" counts for "dog" when the vocabulary
+               has no "dog"),
+     similar   the `similar_k` vocabulary synsets whose WordNet ancestry overlaps its own
+               most (`taxonomic_similarity`), each weighted by that overlap (< 1, so
+               direct evidence ranks first).
+   The largest rather than the sum (`class_scores`), and hyponyms only where no exact
+   label exists: otherwise a general class reached by many labels outranks every specific
+   one (measured on the demo's target: top-1 0.67% with exact matches alone fell to 0.20%
+   with hyponym mass summed into every class, 0.47% with its maximum).
    Each rule can be switched off (`rules`), which is how their ablation is run.
 
 Reports top-1 / top-5 on the target's test split (validation when it has none), and the
@@ -91,24 +96,34 @@ def mapping_matrix(index: WordNetIndex, vocab_wnids: Sequence[str], target_rows:
     m = np.zeros((len(vocab_rows), len(target_rows)), np.float32)
     reached = {rule: 0 for rule in RULES}
     for t, tr in enumerate(target_rows):
-        direct = False
-        for v, vr in enumerate(vocab_rows):
-            if vr < 0:
-                continue
-            if "exact" in rules and vr == tr:
-                m[v, t], direct = 1.0, True
-            elif "hyponyms" in rules and tr in index.closure_rows(vr):
-                m[v, t], direct = 1.0, True
-        exact = any(vr == tr for vr in vocab_rows) and "exact" in rules
-        reached["exact"] += int(exact)
-        reached["hyponyms"] += int(direct and not exact)
-        if not direct and "similar" in rules:
-            sims = sorted(((taxonomic_similarity(index, tr, vr), v) for v, vr in enumerate(vocab_rows) if vr >= 0), reverse=True)
+        exact = [v for v, vr in enumerate(vocab_rows) if vr == tr] if "exact" in rules else []
+        below = ([v for v, vr in enumerate(vocab_rows) if vr >= 0 and tr in index.closure_rows(vr)]
+                 if "hyponyms" in rules and not exact else [])
+        if exact or below:
+            m[exact or below, t] = 1.0
+            reached["exact" if exact else "hyponyms"] += 1
+        elif "similar" in rules:
+            sims = sorted(((taxonomic_similarity(index, tr, vr), v) for v, vr in enumerate(vocab_rows) if vr >= 0),
+                          reverse=True)
             for sim, v in sims[:similar_k]:
                 if sim > 0:
                     m[v, t] = sim
-            reached["similar"] += int(any(s > 0 for s, _ in sims[:similar_k]))
+            reached["similar"] += int(any(sim > 0 for sim, _ in sims[:similar_k]))
     return m, reached
+
+
+def class_scores(probabilities: np.ndarray, matrix: np.ndarray) -> np.ndarray:
+    """(N, T) target-class scores: for each class, the largest weighted probability of its labels.
+
+    The largest, not the sum: a general class ("animal") reached by many labels would
+    otherwise collect their whole mass and outrank every specific class.
+    """
+    scores = np.zeros((len(probabilities), matrix.shape[1]), np.float64)
+    for t in range(matrix.shape[1]):
+        rows = np.flatnonzero(matrix[:, t])
+        if rows.size:
+            scores[:, t] = (probabilities[:, rows] * matrix[rows, t]).max(axis=1)
+    return scores
 
 
 def corpus_logits(predict: Any, variables: Any, mesh: Any, corpus_dir: str, records: int, image_size: int,
@@ -174,7 +189,7 @@ class Evaluator:
             z -= z.max(axis=1, keepdims=True)
             p = np.exp(z)
             p /= p.sum(axis=1, keepdims=True)
-            scores = p @ self.matrix
+            scores = class_scores(p, self.matrix)
             mask, labels = to_host(g["mask"]).astype(bool), to_host(g["label"])
             top = np.argsort(-scores, axis=1, kind="stable")[:, :5]
             hits1 += int(np.sum((top[:, 0] == labels) & mask))
