@@ -32,8 +32,8 @@ import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-import jax
 import numpy as np
+from scipy.special import softmax
 
 from weaksup import augment, sharding, train_lib
 from weaksup.checkpoint import load_pretrained
@@ -93,17 +93,10 @@ class Predictor:
 
     def probabilities(self, images: np.ndarray) -> np.ndarray:
         """(N, C) label probabilities of uint8 pictures (N, S, S, 3), padded to the mesh."""
-        n, devices = len(images), self.mesh.devices.size
-        pad = -n % devices
-        if pad:
-            images = np.concatenate([images, np.zeros((pad, *images.shape[1:]), images.dtype)])
-        g = sharding.make_global_batch({"image": images}, self.mesh)
-        logits = np.asarray(jax.device_get(self.predict(self.variables, g["image"])))[:n]
+        logits = train_lib.predict_on_host(self.predict, self.variables, images, self.mesh)
         if self.log_prior is not None:
             logits = logits - self.log_prior
-        logits = logits - logits.max(axis=1, keepdims=True)
-        p = np.exp(logits)
-        return p / p.sum(axis=1, keepdims=True)
+        return softmax(logits, axis=1)
 
     def top_k(self, probabilities: np.ndarray, k: int) -> list[list[Label]]:
         """The k most probable labels of each row."""

@@ -13,6 +13,7 @@ from typing import Any
 
 import jax
 import numpy as np
+from jax.experimental import multihost_utils
 from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec as P
 
 from weaksup.errors import UsageError
@@ -99,6 +100,13 @@ def check_batch_layout(global_batch_size: int, mesh: Mesh, process_count: int | 
     if global_batch_size % process_count:
         raise ShardingError(f"global batch {global_batch_size} is not divisible by {process_count} processes")
     return global_batch_size // process_count
+
+
+def to_host(x: jax.Array) -> np.ndarray:
+    """A global array gathered whole onto this host (every process gets all of it)."""
+    if jax.process_count() == 1:
+        return np.asarray(x)
+    return np.asarray(multihost_utils.process_allgather(x, tiled=True))
 
 
 def make_global_batch(local_batch: Mapping[str, np.ndarray], mesh: Mesh) -> dict[str, jax.Array]:

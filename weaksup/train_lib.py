@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 from weaksup import losses, metrics, models, sharding
@@ -275,6 +276,21 @@ def make_predict_fn(model: Any, mesh: Any, variable_shardings: Any = None,
                     ) -> Callable[[Any, jax.Array], jax.Array]:
     """Jitted `(variables, uint8 images) -> (B, C) float32 logits` in inference mode, batch-sharded."""
     return _inference_fn(model, mesh, None, variable_shardings, preprocess)
+
+
+def predict_on_host(predict: Callable[[Any, jax.Array], jax.Array], variables: Any, images: np.ndarray,
+                    mesh: Any) -> np.ndarray:
+    """(N, C) float32 logits of host pictures (N, S, S, 3), padded to the mesh and trimmed back.
+
+    Every process passes the same pictures (a command reading files, a calibration set
+    every process decodes), so the gathered first N rows are theirs.
+    """
+    n = len(images)
+    pad = -n % mesh.devices.size
+    if pad:
+        images = np.concatenate([images, np.zeros((pad, *images.shape[1:]), images.dtype)])
+    g = sharding.make_global_batch({"image": images}, mesh)
+    return sharding.to_host(predict(variables, g["image"]))[:n]
 
 
 def make_feature_fn(model: Any, mesh: Any, variable_shardings: Any = None,

@@ -21,7 +21,6 @@ from typing import Any
 
 import jax
 import numpy as np
-from jax.experimental import multihost_utils
 
 from weaksup import atomic, sharding, train_lib
 from weaksup.evaluators.context import Context, FeatureCache
@@ -29,13 +28,6 @@ from weaksup.input_pipeline import Target, make_eval_iterator
 
 # (features (N, D) float32, labels (N,) int32)
 Features = tuple[np.ndarray, np.ndarray]
-
-
-def to_host(x: jax.Array) -> np.ndarray:
-    """A global array gathered whole onto this host (every process gets all of it)."""
-    if jax.process_count() == 1:
-        return np.asarray(x)
-    return np.asarray(multihost_utils.process_allgather(x, tiled=True))
 
 
 def extract(
@@ -53,9 +45,9 @@ def extract(
     for batch in batches:
         g = sharding.make_global_batch(batch, mesh)
         f = feature_fn(variables, g["image"])
-        keep = to_host(g["mask"]).astype(bool)
-        feats.append(to_host(f)[keep])
-        labels.append(to_host(g["label"])[keep])
+        keep = sharding.to_host(g["mask"]).astype(bool)
+        feats.append(sharding.to_host(f)[keep])
+        labels.append(sharding.to_host(g["label"])[keep])
     if not feats:
         raise ValueError("no batches to extract features from")
     return np.concatenate(feats).astype(np.float32), np.concatenate(labels).astype(np.int32)

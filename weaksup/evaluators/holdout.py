@@ -38,6 +38,22 @@ class HoldoutSet:
     record_ids: np.ndarray  # int64 (N_local,) corpus index of each row; -1 for padding
 
 
+def held_out_crops(corpus: Corpus, num_records: int, image_size: int) -> tuple[list[np.ndarray], list[int]]:
+    """Evaluation crops of the corpus's last `num_records` records and their indices.
+
+    An unreadable record is left out (of a metric or a calibration set), never fatal.
+    """
+    source = corpus.data_source()
+    images, record_ids = [], []
+    for i in range(max(len(corpus) - int(num_records), 0), len(corpus)):
+        try:
+            images.append(augment.eval_crop(decode_post(source[i]).image, image_size))
+        except (RecordError, ValueError, OSError):
+            continue
+        record_ids.append(i)
+    return images, record_ids
+
+
 def load_holdout(corpus_dir: str | os.PathLike, vocab_path: str | os.PathLike, num_records: int, image_size: int,
                  max_labels: int, local_batch: int) -> HoldoutSet:
     """The last `num_records` records of the corpus (labelled or not), split over processes.
@@ -47,17 +63,8 @@ def load_holdout(corpus_dir: str | os.PathLike, vocab_path: str | os.PathLike, n
     """
     corpus = Corpus(corpus_dir)
     post_labels = load_post_labels(Vocabulary.load(vocab_path), vocab_path, corpus)
-    n = min(int(num_records), len(corpus))
-    source = corpus.data_source()
-    images, labels, record_ids = [], [], []
-    for i in range(len(corpus) - n, len(corpus)):
-        try:
-            img = augment.eval_crop(decode_post(source[i]).image, image_size)
-        except (RecordError, ValueError, OSError):
-            continue  # a bad record is left out of the metric, never fatal
-        images.append(img)
-        labels.append(post_labels.padded(i, max_labels))
-        record_ids.append(i)
+    images, record_ids = held_out_crops(corpus, num_records, image_size)
+    labels = [post_labels.padded(i, max_labels) for i in record_ids]
     if not images:
         return HoldoutSet(np.zeros((0, image_size, image_size, 3), np.uint8), np.zeros((0, max_labels), np.int32),
                           np.zeros((0,), bool), 0, np.zeros((0,), np.int64))

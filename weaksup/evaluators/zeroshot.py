@@ -35,13 +35,13 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+from scipy.special import softmax
 
-from weaksup import augment, sharding, train_lib
+from weaksup import sharding, train_lib
 from weaksup.config import ConfigError
-from weaksup.corpus.record import RecordError, decode_post
 from weaksup.corpus.shards import Corpus
 from weaksup.evaluators.context import Context
-from weaksup.evaluators.features import to_host
+from weaksup.evaluators.holdout import held_out_crops
 from weaksup.hashtags.vocabulary import Vocabulary
 from weaksup.input_pipeline import EvalDataError, Target, make_eval_iterator
 from weaksup.wordnet import WordNetIndex, load_index
@@ -55,10 +55,7 @@ def calibration_bias(logits: np.ndarray, iterations: int = 50, clip: float = 30.
     c = logits.shape[1]
     b = np.zeros(c)
     for _ in range(iterations):
-        z = logits + b
-        z -= z.max(axis=1, keepdims=True)
-        p = np.exp(z)
-        p /= p.sum(axis=1, keepdims=True)
+        p = softmax(logits + b, axis=1)
         b = np.clip(b - np.log(np.maximum(p.mean(axis=0), 1e-300) * c), -clip, clip)
         b -= b.mean()
     return b.astype(np.float32)
@@ -129,24 +126,11 @@ def class_scores(probabilities: np.ndarray, matrix: np.ndarray) -> np.ndarray:
 def corpus_logits(predict: Any, variables: Any, mesh: Any, corpus_dir: str, records: int, image_size: int,
                   batch: int) -> np.ndarray:
     """Logits of the last `records` records of a corpus (the held-out posts; unreadable ones left out)."""
-    corpus = Corpus(corpus_dir)
-    source = corpus.data_source()
-    images = []
-    for i in range(max(len(corpus) - int(records), 0), len(corpus)):
-        try:
-            images.append(augment.eval_crop(decode_post(source[i]).image, image_size))
-        except (RecordError, ValueError, OSError):
-            continue
+    images, _ = held_out_crops(Corpus(corpus_dir), records, image_size)
     if not images:
         raise ConfigError(f"zeroshot: no readable calibration posts in {corpus_dir}")
-    out = []
-    for s in range(0, len(images), batch):
-        chunk = np.stack(images[s : s + batch])
-        pad = -len(chunk) % mesh.devices.size
-        padded = np.concatenate([chunk, np.zeros((pad, *chunk.shape[1:]), np.uint8)]) if pad else chunk
-        g = sharding.make_global_batch({"image": padded}, mesh)
-        out.append(to_host(predict(variables, g["image"]))[: len(chunk)])
-    return np.concatenate(out)
+    return np.concatenate([train_lib.predict_on_host(predict, variables, np.stack(images[s : s + batch]), mesh)
+                           for s in range(0, len(images), batch)])
 
 
 class Evaluator:
@@ -185,12 +169,9 @@ class Evaluator:
         hits1 = hits5 = total = 0
         for batch in make_eval_iterator(t, split):
             g = sharding.make_global_batch(batch, mesh)
-            z = to_host(predict(variables, g["image"])).astype(np.float64) + bias
-            z -= z.max(axis=1, keepdims=True)
-            p = np.exp(z)
-            p /= p.sum(axis=1, keepdims=True)
+            p = softmax(sharding.to_host(predict(variables, g["image"])).astype(np.float64) + bias, axis=1)
             scores = class_scores(p, self.matrix)
-            mask, labels = to_host(g["mask"]).astype(bool), to_host(g["label"])
+            mask, labels = sharding.to_host(g["mask"]).astype(bool), sharding.to_host(g["label"])
             top = np.argsort(-scores, axis=1, kind="stable")[:, :5]
             hits1 += int(np.sum((top[:, 0] == labels) & mask))
             hits5 += int(np.sum(np.any(top == labels[:, None], axis=1) & mask))
