@@ -1,12 +1,20 @@
 """Resolver speed (and dev-set accuracy): prints the figures the issue asks for.
 
     .venv/bin/python benchmarks/resolver.py [--tags 100000] [--stream 2000000]
+        [--posts 20000] [--reference COMMIT]
 
 Index build time, index load time, Resolver set-up time, cold resolution rate over
 unique hashtags (a mix of plain nouns, plurals, one-word compounds, Instagram-affixed and
 filler tags drawn from WordNet itself), cached rate over a Zipfian stream of those tags,
 and accuracy against tests/resolver_dev_set.tsv next to the first-sense baseline.
 Targets on one core: load <= 1 s, >= 50,000 tags/s cold, >= 1,000,000 tags/s cached.
+
+Then the post (context) case: accuracy on the ambiguous tags of
+benchmarks/resolver_context_dev.tsv (posts whose senses depend on the other tags),
+next to the first-sense baseline and, with --reference, the resolver of an earlier
+commit (its package exported with `git archive` and run in a subprocess); and the rate
+of `resolve_post` on 5-tag posts with the caches warm, for posts drawn from the same
+Zipfian tags and for posts of ambiguous tags only. Target: >= 20,000 posts/s per core.
 
 Rates are per CPU-second of this process (time.process_time), i.e. what one core does,
 because the machine is shared; wall-clock figures are printed beside them.
@@ -15,8 +23,12 @@ because the machine is shared; wall-clock figures are printed beside them.
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import random
+import subprocess
 import sys
+import tarfile
 import tempfile
 import time
 from pathlib import Path
@@ -97,6 +109,9 @@ def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--tags", type=int, default=100_000)
     ap.add_argument("--stream", type=int, default=2_000_000)
+    ap.add_argument("--posts", type=int, default=20_000, help="5-tag posts in the post case")
+    ap.add_argument("--reference", default=None,
+                    help="a commit whose resolver is also scored on the post dev set")
     args = ap.parse_args()
 
     src = wordnet.locate()
@@ -162,7 +177,95 @@ def main() -> int:
         base += first == expected
     print(f"dev accuracy:  {ok / len(rows):.3f}  (first-sense baseline {base / len(rows):.3f}, "
           f"{len(rows)} tags)")
+
+    posts = load_context_dev()
+    scored = scored_tags(resolver, posts)
+    guesses = {"first sense": [[first_sense(index, t) for t in tags] for tags, _ in posts]}
+    if args.reference:
+        guesses[f"commit {args.reference[:10]}"] = reference_posts(args.reference, posts)
+    guesses["this resolver"] = [[r.synset if r else None for r in resolver.resolve_post(tags)]
+                                for tags, _ in posts]
+    n = sum(len(s) for s in scored)
+    for name, guess in guesses.items():
+        ok = sum(guess[p][k] == posts[p][1][k] for p, ks in enumerate(scored) for k in ks)
+        print(f"post dev accuracy ({name}): {ok / n:.3f}  ({n} ambiguous tags in {len(posts)} posts, "
+              "benchmarks/resolver_context_dev.tsv)")
+
+    # Posts of 5 tags, the caches warm: one pass fills them, the timed pass repeats it.
+    rng = random.Random(0)
+    ambiguous = sorted({posts[p][0][k] for p, ks in enumerate(scored) for k in ks})
+    for name, pool in (("zipfian tags", stream), ("ambiguous tags", ambiguous)):
+        batch = [[rng.choice(pool) for _ in range(5)] for _ in range(args.posts)]
+        resolve_post = resolver.resolve_post
+        for tags in batch:
+            resolve_post(tags)
+        with Timer() as t:
+            for tags in batch:
+                resolve_post(tags)
+        print(f"posts ({name}): {len(batch) / t.cpu:10,.0f} 5-tag posts/s per core "
+              f"({len(batch) / t.wall:,.0f}/s wall; {len(batch):,} posts, caches warm)")
     return 0
+
+
+CONTEXT_DEV = REPO / "benchmarks" / "resolver_context_dev.tsv"
+
+
+def load_context_dev(path: Path = CONTEXT_DEV) -> list[tuple[list[str], list[str | None]]]:
+    """(hashtags, intended synset or None per hashtag) for each post of the dev set."""
+    posts = []
+    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip() or line.startswith("#"):
+            continue
+        tags, golds = (f.split() for f in line.split("\t"))
+        if len(tags) != len(golds):
+            raise ValueError(f"{path}:{n}: {len(tags)} hashtags but {len(golds)} synsets")
+        posts.append((tags, [None if g == "-" else g for g in golds]))
+    return posts
+
+
+def scored_tags(resolver: Resolver, posts) -> list[list[int]]:
+    """Per post, the positions of its labelled tags that have two or more depictable senses."""
+    out = []
+    for tags, golds in posts:
+        ks = []
+        for k, (tag, gold) in enumerate(zip(tags, golds)):
+            res = resolver.resolve(tag)
+            if gold is not None and res is not None and len(
+                    resolver.senses.candidates(res.lemma, res.lemma)[1]) >= 2:
+                ks.append(k)
+        out.append(ks)
+    return out
+
+
+def first_sense(index: wordnet.WordNetIndex, tag: str) -> str | None:
+    """The baseline: lemmatise the normalised tag and take WordNet's first noun sense."""
+    lemmas = index.lemmatize_noun(normalize_hashtag(tag))
+    return index.names[index.noun_senses(lemmas[0])[0][0]] if lemmas else None
+
+
+_REFERENCE_SCRIPT = """
+import json, sys
+from weaksup.hashtags.resolver import Resolver
+r = Resolver()
+posts = json.load(sys.stdin)
+print(json.dumps([[x.synset if x else None for x in r.resolve_post(tags)] for tags in posts]))
+"""
+
+
+def reference_posts(commit: str, posts) -> list[list[str | None]]:
+    """The synsets an earlier commit's resolver gives each post (run in a subprocess)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        archive = Path(tmp) / "ref.tar"
+        subprocess.run(["git", "-C", str(REPO), "archive", "-o", str(archive), commit, "weaksup"],
+                       check=True)
+        with tarfile.open(archive) as tar:
+            tar.extractall(Path(tmp) / "tree", filter="data")
+        env = dict(os.environ, PYTHONPATH=str(Path(tmp) / "tree"),
+                   WEAKSUP_DATA_DIR=str(REPO / "data"))
+        proc = subprocess.run([sys.executable, "-c", _REFERENCE_SCRIPT], env=env, check=True,
+                              input=json.dumps([tags for tags, _ in posts]), text=True,
+                              capture_output=True, cwd=tmp)
+    return json.loads(proc.stdout)
 
 
 if __name__ == "__main__":

@@ -2,8 +2,9 @@
 
 The hashtag resolver needs, for millions of lookups, a handful of facts WordNet holds:
 which noun senses a lemma has and how often each was sense-tagged, each synset's
-lexicographer file, its hypernym closure and depth, and the noun morphology (suffix
-rules plus `noun.exc`). NLTK's corpus reader takes ~15 s to walk every synset, so those
+lexicographer file, its hypernym closure and depth, the noun morphology (suffix
+rules plus `noun.exc`), and for choosing senses from a post's other hashtags each
+synset's gloss and its part/member/substance and topic-domain links. NLTK's corpus reader takes ~15 s to walk every synset, so those
 facts are compiled once from the raw database files into `cache_dir()/wordnet-index-*.npz`
 (numpy arrays and a newline-joined UTF-8 string table; no pickle), which loads in well
 under a second. NLTK's reader is only used to check the installed layout.
@@ -39,8 +40,9 @@ from weaksup.errors import UsageError
 ENV_VAR = "WEAKSUP_WORDNET_DIR"
 DEBIAN_DIR = Path("/usr/share/wordnet")
 LEXNAMES_MAN_PAGE = Path("/usr/share/man/man5/lexnames.5WN.gz")
-# Bump when the compiled layout or its content changes; old caches are then rebuilt.
-INDEX_FORMAT = 2
+# Bump when the compiled layout or its content changes; old caches are then rebuilt
+# (the number is part of the cache file's name and is checked on load).
+INDEX_FORMAT = 3
 VERSION = "3.0"
 
 # Files NLTK's WordNetCorpusReader opens (its _FILES), minus the ones we can generate.
@@ -51,6 +53,12 @@ DATABASE_FILES = (
     "index.sense", "cntlist.rev",
 )
 POS_NAMES = ("noun", "verb", "adj", "adv")
+
+# Noun -> noun pointers kept besides hypernyms (data.noun pointer symbols), in the order
+# of the codes stored in the index: meronyms, holonyms, and the domain pointers (topic,
+# region, usage) with their members.
+RELATION_KINDS = ("%p", "%m", "%s", "#p", "#m", "#s", ";c", ";r", ";u", "-c", "-r", "-u")
+_RELATION_CODE = {k: i for i, k in enumerate(RELATION_KINDS)}
 
 # WordNet's own noun detachment rules (morph.c / NLTK), applied once to a word form.
 NOUN_SUFFIX_RULES = (
@@ -338,9 +346,12 @@ def build_index(wordnet_dir: Path, out_path: Path) -> None:
     lex_ids: list[int] = []
     syn_words: list[list[str]] = []
     hyper_offsets: list[list[int]] = []
+    rel_offsets: list[list[tuple[int, int]]] = []
+    glosses: list[str] = []
     path = d / "data.noun"
     for n, line in enumerate(_read_lines(path), 1):
-        head = line.split(" | ", 1)[0].split()
+        head_text, _, gloss = line.partition(" | ")
+        head = head_text.split()
         try:
             offset, lex, n_words = int(head[0]), int(head[1]), int(head[3], 16)
             words = [head[4 + 2 * i] for i in range(n_words)]
@@ -350,12 +361,19 @@ def build_index(wordnet_dir: Path, out_path: Path) -> None:
                 int(head[i + 2 + 4 * k]) for k in range(n_ptrs)
                 if head[i + 1 + 4 * k] in ("@", "@i") and head[i + 3 + 4 * k] == "n"
             ]
+            rels = [
+                (_RELATION_CODE[head[i + 1 + 4 * k]], int(head[i + 2 + 4 * k]))
+                for k in range(n_ptrs)
+                if head[i + 1 + 4 * k] in _RELATION_CODE and head[i + 3 + 4 * k] == "n"
+            ]
         except (IndexError, ValueError) as e:
             raise WordNetError(f"{path}:{n}: malformed synset line ({e})") from None
         offsets.append(offset)
         lex_ids.append(lex)
         syn_words.append(words)
         hyper_offsets.append(hyps)
+        rel_offsets.append(rels)
+        glosses.append(gloss.strip())
     row_of = {o: i for i, o in enumerate(offsets)}
     n_syn = len(offsets)
 
@@ -452,6 +470,8 @@ def build_index(wordnet_dir: Path, out_path: Path) -> None:
     sense_ptr, sense_flat = csr(sense_rows)
     _, sense_cnt_flat = csr(sense_count_rows)
     hyp_ptr, hyp_flat = csr(parents)
+    rel_ptr, rel_flat = csr([[row_of[o] for _, o in rs] for rs in rel_offsets])
+    _, rel_kind_flat = csr([[k for k, _ in rs] for rs in rel_offsets], np.int8)
     clo_ptr, clo_flat = csr(closure)
     meta = {
         "format": INDEX_FORMAT,
@@ -478,6 +498,10 @@ def build_index(wordnet_dir: Path, out_path: Path) -> None:
         hyp_rows=hyp_flat,
         closure_ptr=clo_ptr,
         closure_rows=clo_flat,
+        rel_ptr=rel_ptr,
+        rel_rows=rel_flat,
+        rel_kinds=rel_kind_flat,
+        glosses=strings(glosses),
         noun_exc=strings(exc),
         **{f"{p}_lemmas": strings(other[p]) for p in other},
         **{f"{p}_counts": other_counts[p] for p in other},
@@ -501,6 +525,7 @@ class SynsetInfo:
     hypernyms: tuple[str, ...]  # the full closure incl. instance hypernyms, nearest first
     depth: int  # shortest hypernym path to a root (entity.n.01 has depth 0)
     count: int  # sense-tagged occurrences summed over its lemmas
+    gloss: str = ""  # definition; examples
 
 
 def _split(arr: np.ndarray) -> list[str]:
@@ -546,6 +571,14 @@ class WordNetIndex:
         }
         self._clo_ptr = tuple(a["closure_ptr"].tolist())
         self._clo_rows = a["closure_rows"]
+        self._hyp_ptr = tuple(a["hyp_ptr"].tolist())
+        self._hyp_rows = a["hyp_rows"]
+        self._rel_ptr = tuple(a["rel_ptr"].tolist())
+        self._rel_rows = a["rel_rows"]
+        self._rel_kinds = a["rel_kinds"]
+        # Decoded on first use: only sense choice from context reads glosses.
+        self._gloss_bytes = a["glosses"]
+        self._glosses: tuple[str, ...] | None = None
         self._closure_sets: dict[int, frozenset[int]] = {}
         self._row_of_name = {n: i for i, n in enumerate(self.names)}
         self._row_of_offset = {o: i for i, o in enumerate(self.offsets.tolist())}
@@ -607,6 +640,31 @@ class WordNetIndex:
             self._closure_sets[row] = got
         return got
 
+    def descendant_counts(self) -> np.ndarray:
+        """Per synset, how many synsets lie below it (hyponyms and instances, transitively)."""
+        return np.bincount(self._clo_rows, minlength=len(self.names))
+
+    def hypernym_rows(self, row: int) -> tuple[int, ...]:
+        """Direct hypernyms and instance hypernyms of a synset."""
+        return tuple(self._hyp_rows[self._hyp_ptr[row]:self._hyp_ptr[row + 1]].tolist())
+
+    def related_rows(self, row: int, kinds: str | Sequence[str] = RELATION_KINDS
+                     ) -> tuple[int, ...]:
+        """Synsets linked to `row` by the given pointer kinds (`RELATION_KINDS`:
+        "%p" part meronym, "#p" part holonym, ";c" topic domain, ...), in file order."""
+        lo, hi = self._rel_ptr[row], self._rel_ptr[row + 1]
+        if lo == hi:
+            return ()
+        want = {_RELATION_CODE[k] for k in ([kinds] if isinstance(kinds, str) else kinds)}
+        return tuple(r for r, k in zip(self._rel_rows[lo:hi].tolist(),
+                                       self._rel_kinds[lo:hi].tolist()) if k in want)
+
+    def gloss(self, row: int) -> str:
+        """The synset's definition and examples as WordNet writes them."""
+        if self._glosses is None:
+            self._glosses = tuple(_split(self._gloss_bytes))
+        return self._glosses[row]
+
     def synset(self, key: str | int) -> SynsetInfo:
         """Everything the index knows about one synset (by name, wnid or row)."""
         r = key if isinstance(key, (int, np.integer)) else self.row(key)
@@ -616,7 +674,7 @@ class WordNetIndex:
             name=self.names[r], wnid=self.wnid(r), offset=int(self.offsets[r]),
             lemmas=self.synset_lemmas(r), lexname=self.lexname(r),
             hypernyms=tuple(self.names[q] for q in clo), depth=int(self.depths[r]),
-            count=int(self.synset_counts[r]),
+            count=int(self.synset_counts[r]), gloss=self.gloss(r),
         )
 
     def is_hyponym(self, x: str | int, y: str | int) -> bool:

@@ -5,7 +5,7 @@ The transfer target of the EmojiGram experiment: pretrain on posts drawn by some
 the model never saw (EmojiOne by default; see `assets.DEFAULT_HELDOUT_ARTIST` for why).
 
 Classes: every concept the held-out artist draws whose CLDR name resolves, through the
-project's hashtag resolver (the keywords as context), to a WordNet noun synset; concepts
+project's hashtag resolver (the name alone), to a WordNet noun synset; concepts
 on the same synset merge into one class (names and wnids in `info.metadata["classes"]`).
 Splits train / validation / test hold `*_per_class` renderings per class, each a single
 emoji composed like a post (scale, position, rotation, flip, colour jitter, background,
@@ -80,7 +80,11 @@ def target_classes(
     for c in concepts.load_concepts():
         if heldout_artist not in c.artists:
             continue
-        res = resolver.resolve(c.name, context=tuple(c.keywords))
+        # The name alone: CLDR keywords are associations, not a post's other tags ("goat" is
+        # tagged capricorn and zodiac, "crab" cancer), and as context they pulled animals onto
+        # zodiac signs. Of the 826 concepts, 50 change against keyword context, most of them
+        # to the synset the picture shows (crab, fish, goat, lion, sun, taco, ghost).
+        res = resolver.resolve(c.name)
         if res is None or ".n." not in res.synset:
             continue
         by_synset.setdefault(res.synset, []).append(c.id)

@@ -1,12 +1,15 @@
-"""`python -m weaksup resolve [--context] [TAG ...]`: hashtags -> WordNet synsets, JSON lines.
+"""`python -m weaksup resolve [--context] [--explain] [TAG ...]`: hashtags -> WordNet synsets, JSON lines.
 
 Tags come from the arguments, or one per line from stdin when there are none. One JSON
 object is written per input, in order:
     {"hashtag": "<input>", "synset": "dog.n.01" | null, "wnid": "n02084071" | null,
      "lemma": ..., "lexname": ..., "trace": [...]}
 With --context all tags (arguments, or each stdin line's whitespace-separated tags) are
-one post, and each tag's sense may depend on the others (#crane with #bird). Bad input
-(empty lines, '#', punctuation, emoji, huge or undecodable tags) gives null, never a crash.
+one post, and the senses of its tags are chosen jointly (#crane with #bird). --explain
+adds "senses": each candidate sense with its score and the score's parts (prior, the
+relatedness components to the post's other tags, their saturated sum "context", and
+"score" = prior + context). Bad input (empty lines, '#', punctuation, emoji, huge or
+undecodable tags) gives null, never a crash.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import argparse
 import json
 import sys
 
+from weaksup.hashtags.context import CandidateScore
 from weaksup.hashtags.resolver import Resolution, Resolver
 
 
@@ -49,6 +53,8 @@ def main(argv: list[str]) -> int:
     ap = argparse.ArgumentParser(prog="python -m weaksup resolve", description=__doc__.split("\n")[0])
     ap.add_argument("--context", action="store_true",
                     help="treat the tags (or each stdin line) as one post; other tags pick senses")
+    ap.add_argument("--explain", action="store_true",
+                    help="add each candidate sense with the parts of its score")
     ap.add_argument("tags", nargs="*", help="hashtags, with or without '#'")
     args = ap.parse_args(argv)
     resolver = Resolver()
@@ -66,10 +72,28 @@ def main(argv: list[str]) -> int:
             results = resolver.resolve_post(tags)
         else:
             results = [_safe(resolver, t) for t in tags]
-        for t, r in zip(tags, results):
-            _write(_record(resolver, t, r), out)
+        explained = _explain(resolver, tags, args.context) if args.explain else None
+        for k, (t, r) in enumerate(zip(tags, results)):
+            rec = _record(resolver, t, r)
+            if explained is not None:
+                rec["senses"] = [_sense_record(resolver, c) for c in explained[k]]
+            _write(rec, out)
         out.flush() if not args.tags else None
     return 0
+
+
+def _explain(resolver: Resolver, tags: list[str], context: bool) -> list[list[CandidateScore]]:
+    try:
+        if context:
+            return resolver.explain_post(tags)
+        return [resolver.explain_post([t])[0] for t in tags]
+    except (ValueError, KeyError, UnicodeError):  # defensive, as in _safe
+        return [[] for _ in tags]
+
+
+def _sense_record(resolver: Resolver, c: CandidateScore) -> dict:
+    return {"synset": resolver.index.names[c.row], "prior": c.prior, **c.components,
+            "context": c.context, "score": c.total}
 
 
 def _decode(line: bytes) -> str:

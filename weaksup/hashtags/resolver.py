@@ -15,8 +15,10 @@ merge because every hashtag that lands on a synset gets that synset (#burger and
   segment    split into known words, keep the head (#sunsetbeach -> beach; `compounds`),
              or the modifier when the head is abstract (#beachday -> beach)
   sense      pick the depictable sense (`senses`): #tiger -> tiger.n.02 the cat; abstract
-             and adjectival words (#love, #happy) -> nothing; other hashtags of the post
-             can pick the sense (#crane with #bird -> crane.n.05)
+             and adjectival words (#love, #happy) -> nothing
+  post       the senses of all hashtags of a post chosen jointly (`context`): #crane with
+             #bird -> crane.n.05, #cap #bottle #beer -> the bottle top; tags that are no
+             label still count as context (#bass #music -> the instrument)
 
 Each Resolution carries a short trace of the rules that fired.
 """
@@ -31,12 +33,17 @@ from typing import NamedTuple, Sequence
 
 from weaksup.hashtags import idioms
 from weaksup.hashtags.compounds import CompoundIndex
+from weaksup.hashtags.context import CandidateScore, PostSenses, Slot
 from weaksup.hashtags.normalize import MAX_TAG_CHARS, hashtag_words, strip_accents
 from weaksup.hashtags.senses import SenseChoice, SensePolicy, SenseSelector
 from weaksup.wordnet import WordNetIndex, load_index
 
 # Bump when a rule changes what tags resolve to (part of the fingerprint).
-RESOLVER_VERSION = 1
+RESOLVER_VERSION = 2
+
+# Why a tag resolved to nothing, for the rules after which its noun senses still tell
+# what a post is about (#music, #summer); filler, stop words and numbers do not.
+_CONTEXT_ONLY_RULES = frozenset({"abstract", "mostly-abstract", "mostly-adj"})
 
 _DIGIT_RE = re.compile(r"\d")
 
@@ -104,6 +111,13 @@ class Resolver:
         self._word_cache: dict[tuple[str, int], _Hit | None] = {}
         self._row_info: dict[int, tuple[str, str, str]] = {}
         self._decide = self.senses.candidates
+        pol = self.config.policy
+        self.post_senses = PostSenses(self.index, dict(pol.context_weights),
+                                      pol.context_only_weight, pol.context_taxonomy_floor,
+                                      pol.context_cap)
+        # tag -> (its slot in a post, the row it resolves to alone or None), memoised.
+        self._slots: dict[str, tuple[Slot, int | None] | None] = {}
+        self._in_context: dict[tuple[str, int], Resolution] = {}
 
     # ------------------------------------------------------------------ public API
 
@@ -119,39 +133,100 @@ class Resolver:
             cache = self._cache
             if tag in cache:
                 return cache[tag]
-            result = self._resolve(tag, ())
+            result = self._resolve(tag)
             if len(cache) >= self.config.cache_size > 0:
                 cache.clear()
             if self.config.cache_size > 0:
                 cache[tag] = result
             return result
-        mine = self.resolve(tag)
-        if mine is None:
-            return None
-        ctx = tuple(c for c in (self._context_rows(o) for o in context if o != tag) if c)
-        return self._resolve(tag, ctx) if ctx else mine
+        others = [c for c in context if c != tag]
+        return self.resolve_post([tag, *others])[0] if others else self.resolve(tag)
 
     def resolve_post(self, tags: Sequence[str]) -> list[Resolution | None]:
-        """Resolve every hashtag of one post, each with the others as context."""
+        """Resolve every hashtag of one post, the senses chosen jointly (`context`)."""
         plain = [self.resolve(t) for t in tags]
-        cands = [self._context_rows(t) for t in tags]
-        out: list[Resolution | None] = []
-        for i, t in enumerate(tags):
-            if plain[i] is None:
-                out.append(None)
+        if len(tags) < 2:
+            return plain
+        slots, where, alone = self._post_slots(tags)
+        if len(slots) < 2:
+            return plain
+        choice = self.post_senses.choose(slots)
+        out = plain
+        for i, k in enumerate(where):
+            if k is None or plain[i] is None:
                 continue
-            mine = plain[i].synset
-            ctx = tuple(c for j, c in enumerate(cands)
-                        if j != i and c and plain[j] is not None and plain[j].synset != mine)
-            out.append(self._resolve(t, ctx) if ctx else plain[i])
+            row = slots[k].candidates[choice[k]][0]
+            if row != alone[i]:
+                if out is plain:
+                    out = list(plain)
+                out[i] = self._context_resolution(tags[i], plain[i], row)
         return out
 
-    def _context_rows(self, tag: str) -> tuple[int, ...]:
-        """Senses a context hashtag offers: the plausible depictable senses of its lemma."""
-        r = self.resolve(tag)
-        if r is None:
-            return ()
-        return self.senses.candidate_rows(r.lemma) or (self.index.row(r.wnid),)
+    def explain_post(self, tags: Sequence[str]) -> list[list[CandidateScore]]:
+        """Per tag, its candidate senses with the parts of their scores as `resolve_post`
+        chose them ([] for a tag that takes no part)."""
+        slots, where, _ = self._post_slots(tags)
+        if not slots:
+            return [[] for _ in tags]
+        choice = self.post_senses.choose(slots)
+        scores = self.post_senses.explain(slots, choice)
+        return [[] if k is None else scores[k] for k in where]
+
+    def _post_slots(self, tags: Sequence[str]
+                    ) -> tuple[list[Slot], list[int | None], list[int | None]]:
+        """The distinct slots of a post and, per tag, the index of its slot and the row
+        it resolves to alone (None where it has none)."""
+        slots: list[Slot] = []
+        keys: dict[str, int] = {}
+        where: list[int | None] = []
+        alone: list[int | None] = []
+        for t in tags:
+            got = self._slots.get(t, False)
+            if got is False:
+                got = self._slot(t)
+                if len(self._slots) > 2 * max(self.config.cache_size, 1):
+                    self._slots.clear()
+                self._slots[t] = got
+            if got is None:
+                where.append(None)
+                alone.append(None)
+                continue
+            slot = got[0]
+            alone.append(got[1])
+            k = keys.get(slot.key)
+            if k is None:
+                k = keys[slot.key] = len(slots)
+                slots.append(slot)
+            where.append(k)
+        return slots, where, alone
+
+    def _slot(self, tag: str) -> tuple[Slot, int | None] | None:
+        res = self.resolve(tag)
+        if res is not None:
+            row = self.index.row(res.wnid)
+            cands = self.senses.context_candidates(res.lemma)
+            if not cands or cands[0][0] != row:  # a rule other than the sense policy chose
+                return Slot(f"{res.lemma}@{row}", ((row, 0.0),), True), row
+            return Slot(res.lemma, cands, True), row
+        hit = self._hit(tag)
+        if not isinstance(hit, _Hit) or not hit.trace or hit.trace[-1] not in _CONTEXT_ONLY_RULES:
+            return None
+        senses = self.index.noun_senses(hit.lemma)[: self.config.policy.context_only_senses]
+        if not senses:
+            return None
+        return Slot("~" + hit.lemma, tuple((r, 0.0) for r, _ in senses), False), None
+
+    def _context_resolution(self, tag: str, alone: Resolution, row: int) -> Resolution:
+        key = (tag, row)
+        got = self._in_context.get(key)
+        if got is None:
+            idx = self.index
+            got = Resolution(tag, idx.names[row], idx.wnid(row), alone.lemma, idx.lexname(row),
+                             alone.trace[:-1] + (f"context:{idx.names[row]}",))
+            if len(self._in_context) > 2 * max(self.config.cache_size, 1):
+                self._in_context.clear()
+            self._in_context[key] = got
+        return got
 
     def explain(self, tag: str) -> tuple[str, ...]:
         """The rules applied to a tag, also when it resolves to nothing ("filler", ...)."""
@@ -178,15 +253,11 @@ class Resolver:
             return "too-long"
         return self._resolve_words(words, letters)
 
-    def _resolve(self, tag: str, context: tuple[tuple[int, ...], ...]) -> Resolution | None:
+    def _resolve(self, tag: str) -> Resolution | None:
         hit = self._hit(tag)
         if hit is None or isinstance(hit, str) or hit.row is None:
             return None
         row, trace = hit.row, hit.trace
-        if context:
-            choice = self.senses.choose(hit.lemma, hit.lemma, context)
-            if choice.row is not None and choice.row != row:
-                row, trace = choice.row, trace[:-1] + (f"context:{self.index.names[choice.row]}",)
         info = self._row_info.get(row)
         if info is None:
             idx = self.index

@@ -19,10 +19,12 @@ a sweater, cake.n.01 a block of soap. The policy, in order:
    over a noun that is only a proper name: #delicious).
 3. Among depictable senses the score is
        lexname_weight[lexname] + count_weight * log(1 + tag count)
-       + head_bonus (the word is the synset's head lemma) - rank_penalty * sense rank
-       + context_weight * similarity to the post's other hashtags,
+       + head_bonus (the word is the synset's head lemma) - rank_penalty * sense rank,
    with natural kinds and food above artifacts and places, and people lowest, so a
    sense-tagged person reading (baby.n.01) still beats an untagged animal one.
+4. In a post, that score (times context_prior_scale) is the prior of each candidate
+   sense, and the post's other hashtags add their relatedness (`context`): the senses
+   within context_gap of the best are candidates, and all tags are decided jointly.
 Everything is a field of `SensePolicy`, so the policy is explicit and can be swept.
 """
 
@@ -30,7 +32,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Mapping, Sequence
+from typing import Mapping
 
 from weaksup.wordnet import WordNetIndex
 
@@ -68,10 +70,25 @@ class SensePolicy:
     count_weight: float = 1.2
     head_bonus: float = 1.0
     rank_penalty: float = 0.05
-    context_weight: float = 16.0
-    # Wu-Palmer similarity below this is what unrelated synsets share (whole.n.02 ...).
-    context_floor: float = 0.4
-    context_margin: float = 2.0
+    # Sense choice in a post (`context`): weights of the relatedness components, where
+    # the relatedness of two senses saturates (context_cap), the scale of the single-tag
+    # score as a prior, which senses are candidates (those scoring within context_gap
+    # of the best, at most context_candidates), and how much a tag that is no label
+    # itself (#music, #summer) counts, through at most context_only_senses of its noun
+    # senses. Tuned on benchmarks/resolver_context_dev.tsv.
+    context_weights: Mapping[str, float] = field(default_factory=lambda: {
+        "taxonomy": 2.0, "relations": 0.5, "gloss": 16.0, "mention": 2.0, "domain": 2.0,
+        "lexname": 1.0})
+    context_cap: float = 3.0
+    context_taxonomy_floor: float = 0.2
+    context_prior_scale: float = 0.5
+    # The sense-tag-count part of the prior is scaled once more: running text's
+    # frequencies say less about a post whose other tags disagree with them.
+    context_count_scale: float = 0.75
+    context_gap: float = 10.0
+    context_candidates: int = 12
+    context_only_weight: float = 1.0
+    context_only_senses: int = 3
     # Null when the tag counts of its abstract senses exceed abstract_dominance * (tag
     # count of its depictable senses + 1): #love.
     abstract_dominance: float = 8.0
@@ -97,9 +114,15 @@ class SensePolicy:
             "count_weight": self.count_weight,
             "head_bonus": self.head_bonus,
             "rank_penalty": self.rank_penalty,
-            "context_weight": self.context_weight,
-            "context_margin": self.context_margin,
-            "context_floor": self.context_floor,
+            "context_weights": dict(sorted(self.context_weights.items())),
+            "context_cap": self.context_cap,
+            "context_taxonomy_floor": self.context_taxonomy_floor,
+            "context_prior_scale": self.context_prior_scale,
+            "context_count_scale": self.context_count_scale,
+            "context_gap": self.context_gap,
+            "context_candidates": self.context_candidates,
+            "context_only_weight": self.context_only_weight,
+            "context_only_senses": self.context_only_senses,
             "abstract_dominance": self.abstract_dominance,
             "adjective_dominance": self.adjective_dominance,
             "verb_dominance": self.verb_dominance,
@@ -253,52 +276,32 @@ class SenseSelector:
         self._cache[key] = result
         return result
 
-    def choose(self, lemma: str, form: str | None = None,
-               context: Sequence[Sequence[int]] = ()) -> SenseChoice:
-        """The sense of `lemma` (written as `form`).
+    def choose(self, lemma: str, form: str | None = None) -> SenseChoice:
+        """The sense of `lemma` (written as `form`) on its own, without a post."""
+        return self.candidates(lemma, form or lemma)[0]
 
-        `context`: for each other hashtag of the post, the rows of its depictable
-        candidate senses (`candidate_rows`). A sense gains context_weight times its best
-        Wu-Palmer similarity to any of them above context_floor, so #bird picks
-        crane.n.05 and #computer picks mouse.n.04.
-        """
-        choice, scored = self.candidates(lemma, form or lemma)
-        if choice.row is None or not context or len(scored) < 2:
-            return choice
-        flat = [r for rows in context for r in rows]
-        pol = self.policy
-        best = max(scored, key=lambda t: (
-            t[0] + pol.context_weight * max(0.0, self.similarity(t[2], flat) - pol.context_floor),
-            -t[1]))
-        if best[2] != choice.row:
-            return SenseChoice(best[2], "context")
-        return choice
+    def context_candidates(self, lemma: str, form: str | None = None
+                           ) -> tuple[tuple[int, float], ...]:
+        """(row, prior) of the senses a post may choose for the lemma, best first.
 
-    def candidate_rows(self, lemma: str, form: str | None = None) -> tuple[int, ...]:
-        """Rows of the plausible senses of a lemma as context for others, best first.
-
-        Those scoring within context_margin of the best, so #nails offers the body part
-        as well as the metal spike, while #computer does not offer "a calculating person".
+        The prior is the single-tag score relative to the best's (the single-tag choice
+        has 0), its sense-tag-count part scaled by context_count_scale, all times
+        context_prior_scale; senses scoring more than context_gap below the best are
+        left out. () when the lemma resolves to nothing.
         """
         choice, scored = self.candidates(lemma, form or lemma)
         if choice.row is None:
             return ()
-        top = scored[0][0]
-        return tuple(t[2] for t in scored if t[0] >= top - self.policy.context_margin)
+        pol = self.policy
+        counts = dict(self.index.noun_senses(lemma))
+        top, top_row = scored[0][0], scored[0][2]
+        shift = pol.context_count_scale - 1.0
 
-    def similarity(self, row: int, context: Sequence[int]) -> float:
-        """Max Wu-Palmer similarity of a synset to any context synset (0..1)."""
-        idx = self.index
-        mine = idx.closure_rows(row) | {row}
-        d_row = int(idx.depths[row])
-        best = 0.0
-        for c in context:
-            if c == row:
-                return 1.0
-            common = mine & (idx.closure_rows(c) | {c})
-            if not common:
-                continue
-            d_lcs = max(int(idx.depths[q]) for q in common)
-            sim = 2.0 * (d_lcs + 1) / (d_row + int(idx.depths[c]) + 2)
-            best = max(best, sim)
-        return best
+        def count_part(row: int) -> float:
+            return pol.count_weight * math.log1p(counts.get(row, 0))
+
+        return tuple(
+            (row, pol.context_prior_scale * (
+                score - top + shift * (count_part(row) - count_part(top_row))))
+            for score, _, row in scored[:pol.context_candidates]
+            if score >= top - pol.context_gap)
