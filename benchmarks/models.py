@@ -12,14 +12,24 @@ One run, side by side (so CPU contention affects every figure alike):
 2. The first grouped bottleneck block (1x1 -> grouped 3x3 -> 1x1 + BN), fast vs native.
 3. Training images/s (fwd + bwd + Nesterov SGD update, jitted) of the demo models at
    32 px, batch 128.
+4. weaksup beside PyTorch (CPU build, oneDNN): resnext_tiny and resnet_tiny rebuilt layer
+   for layer in torch.nn (same parameter counts: 771,988 and 446,740 with an 884-way
+   head), channels-last, bfloat16 through torch.autocast; forward + backward + Nesterov
+   SGD with weight decay on soft targets, batch 128 at 32 px, float32 and bfloat16. Each
+   weaksup conv_impl ("xla", "onednn") and PyTorch run in turn, a few steps at a time,
+   for several rounds in this one process, so other load on the machine falls on all of
+   them alike; the table gives median images/s and weaksup / PyTorch. Skipped, saying
+   so, when torch is not installed (it is in the dev extra). `--torch-only` runs only this.
 
     .venv/bin/python benchmarks/models.py [--batch 128] [--image-size 32] [--quick]
+        [--torch-only] [--rounds 5] [--dtypes float32,bfloat16]
 """
 
 from __future__ import annotations
 
 import argparse
 import functools
+import statistics
 import time
 
 import jax
@@ -27,7 +37,7 @@ import jax.numpy as jnp
 import optax
 from jax import lax
 
-from weaksup.models import get_model
+from weaksup.models import get_model, onednn_conv
 from weaksup.models.grouped_conv import grouped_conv
 from weaksup.models.resnet import Bottleneck
 
@@ -121,7 +131,7 @@ def bench_training(names: list[str], batch: int, size: int, iters: int, num_clas
     tx = optax.sgd(0.1, momentum=0.9, nesterov=True)
     for spec in names:
         name, _, impl = spec.partition(":")
-        model = get_model(name, num_classes, conv_impl=impl or "auto")
+        model = get_model(name, num_classes, conv_impl=impl or "xla")
         variables = jax.jit(lambda x, m=model: m.init(jax.random.key(0), x))(images[:2])
         state = [variables["params"], variables["batch_stats"], tx.init(variables["params"])]
         step = train_step_fn(model, tx)
@@ -134,22 +144,156 @@ def bench_training(names: list[str], batch: int, size: int, iters: int, num_clas
         print(f"    {spec:<22} {t * 1e3:>9.1f} ms/step {batch / t:>9.0f} images/s")
 
 
+WEIGHT_DECAY = 5e-5
+
+
+def _torch_resnet(torch, name: str, num_classes: int):
+    """`name` (resnext_tiny or resnet_tiny) rebuilt in torch.nn, layer for layer as weaksup's."""
+    nn = torch.nn
+    cfg = {"resnext_tiny": dict(groups=8, width_per_group=32), "resnet_tiny": dict(groups=1, width_per_group=64)}[name]
+    planes, expansion, stem_width = (16, 32, 64), 4, 32
+
+    class Bottleneck(nn.Module):
+        def __init__(self, cin, p, stride, groups, width):
+            super().__init__()
+            out = p * expansion
+            self.conv1, self.bn1 = nn.Conv2d(cin, width, 1, bias=False), nn.BatchNorm2d(width)
+            self.conv2 = nn.Conv2d(width, width, 3, stride, 1, groups=groups, bias=False)
+            self.bn2 = nn.BatchNorm2d(width)
+            self.conv3, self.bn3 = nn.Conv2d(width, out, 1, bias=False), nn.BatchNorm2d(out)
+            self.down = None
+            if stride != 1 or cin != out:
+                self.down = nn.Sequential(nn.Conv2d(cin, out, 1, stride, bias=False), nn.BatchNorm2d(out))
+
+        def forward(self, x):
+            y = torch.relu(self.bn1(self.conv1(x)))
+            y = torch.relu(self.bn2(self.conv2(y)))
+            y = self.bn3(self.conv3(y))
+            return torch.relu(y + (x if self.down is None else self.down(x)))
+
+    layers = [nn.Conv2d(3, stem_width, 3, 1, 1, bias=False), nn.BatchNorm2d(stem_width), nn.ReLU(),
+              nn.MaxPool2d(3, 2, 1)]
+    cin = stem_width
+    for i, p in enumerate(planes):
+        width = int(p * cfg["width_per_group"] / 64) * cfg["groups"]
+        for j in range(2):
+            layers.append(Bottleneck(cin, p, 2 if i > 0 and j == 0 else 1, cfg["groups"], width))
+            cin = p * expansion
+    layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(cin, num_classes)]
+    return nn.Sequential(*layers)
+
+
+def _torch_step_fn(torch, name: str, batch: int, size: int, num_classes: int, dtype: str):
+    """One PyTorch training step of `name` on fixed random data (channels-last, autocast for bf16)."""
+    torch.manual_seed(0)
+    model = _torch_resnet(torch, name, num_classes).to(memory_format=torch.channels_last)
+    params = sum(p.numel() for p in model.parameters())
+    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, nesterov=True, weight_decay=WEIGHT_DECAY)
+    images = torch.randn(batch, 3, size, size).to(memory_format=torch.channels_last)
+    targets = torch.nn.functional.one_hot(torch.arange(batch) % num_classes, num_classes).float()
+
+    def step():
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=dtype == "bfloat16"):
+            logits = model(images)
+        loss = torch.nn.functional.cross_entropy(logits.float(), targets)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        return loss.item()
+
+    return step, params
+
+
+def _jax_step_fn(name: str, impl: str, batch: int, size: int, num_classes: int, dtype: str):
+    """One jitted, donated weaksup training step of `name` with conv_impl `impl` on fixed data."""
+    model = get_model(name, num_classes, conv_impl=impl, dtype=dtype)
+    images = jax.random.normal(jax.random.key(2), (batch, size, size, 3))
+    targets = jax.nn.one_hot(jnp.arange(batch) % num_classes, num_classes)
+    tx = optax.chain(optax.add_decayed_weights(WEIGHT_DECAY), optax.sgd(0.1, momentum=0.9, nesterov=True))
+    variables = jax.jit(lambda x: model.init(jax.random.key(0), x))(images[:2])
+    params = sum(x.size for x in jax.tree.leaves(variables["params"]))
+    state = [variables["params"], variables["batch_stats"], tx.init(variables["params"])]
+    step = train_step_fn(model, tx)
+
+    def run():
+        state[0], state[1], state[2], loss = step(*state, images, targets)
+        return float(loss)
+
+    return run, params
+
+
+def bench_vs_torch(names: list[str], dtypes: list[str], batch: int, size: int, rounds: int, steps: int,
+                   num_classes: int = 884) -> None:
+    """weaksup (each conv_impl) beside PyTorch CPU, alternating, median images/s and ratios."""
+    print(f"\n[4] weaksup vs PyTorch CPU, training images/s, {size} px, batch {batch}, {num_classes} classes, "
+          f"{rounds} alternating rounds of {steps} steps")
+    try:
+        import torch
+    except ImportError:
+        print("    PyTorch is not installed (pip install -e '.[dev]' adds it): skipped")
+        return
+    print(f"    PyTorch {torch.__version__} ({torch.get_num_threads()} threads, "
+          f"{'CUDA build' if torch.version.cuda else 'CPU build'}); JAX {jax.__version__}")
+    impls = ["xla"]
+    reason = onednn_conv.unavailable_reason()
+    if reason is None:
+        impls.append("onednn")
+    else:
+        print(f"    conv_impl onednn unavailable ({reason}): XLA only")
+    for name in names:
+        for dtype in dtypes:
+            runners, counts = {}, {}
+            for impl in impls:
+                if impl == "onednn" and not onednn_conv.available(dtype):
+                    continue
+                runners[f"weaksup {impl}"], counts[f"weaksup {impl}"] = _jax_step_fn(
+                    name, impl, batch, size, num_classes, dtype)
+            runners["pytorch"], counts["pytorch"] = _torch_step_fn(torch, name, batch, size, num_classes, dtype)
+            if len(set(counts.values())) != 1:
+                raise SystemExit(f"bench: parameter counts differ for {name}: {counts}")
+            for run in runners.values():  # compile / warm up
+                run()
+                run()
+            rates = {k: [] for k in runners}
+            for _ in range(rounds):
+                for k, run in runners.items():
+                    start = time.perf_counter()
+                    for _ in range(steps):
+                        run()
+                    rates[k].append(batch * steps / (time.perf_counter() - start))
+            torch_rate = statistics.median(rates["pytorch"])
+            print(f"    {name} {dtype} ({counts['pytorch']:,} parameters)")
+            for k, r in rates.items():
+                med = statistics.median(r)
+                ratio = "" if k == "pytorch" else f"  {med / torch_rate:4.2f}x PyTorch"
+                print(f"      {k:<16} {med:>7.0f} images/s (rounds {min(r):.0f}-{max(r):.0f}){ratio}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--batch", type=int, default=128)
     parser.add_argument("--image-size", type=int, default=32)
     parser.add_argument("--iters", type=int, default=5)
     parser.add_argument("--quick", action="store_true", help="skip the native-path training step")
+    parser.add_argument("--torch-only", action="store_true", help="only the comparison with PyTorch")
+    parser.add_argument("--rounds", type=int, default=5, help="alternating rounds of the PyTorch comparison")
+    parser.add_argument("--steps", type=int, default=3, help="steps per round of the PyTorch comparison")
+    parser.add_argument("--dtypes", default="float32,bfloat16", help="dtypes of the PyTorch comparison")
     args = parser.parse_args()
     print(f"JAX {jax.__version__}, backend {jax.default_backend()}, {jax.device_count()} device(s)")
-    # resnext_tiny's stages: the stem pools to 1/2 of the picture side, stages 2-3 halve it again.
-    for k, channels in enumerate((64, 128, 256)):
-        bench_grouped_conv(args.batch, args.image_size // 2 ** (k + 1), channels, 8, args.iters)
-    bench_block(args.batch, args.image_size // 2, args.iters)
-    models = ["resnet_tiny", "resnext_tiny", "resnet_small", "resnext_small"]
-    if not args.quick:
-        models.append("resnext_tiny:native")
-    bench_training(models, args.batch, args.image_size, args.iters)
+    if not args.torch_only:
+        # resnext_tiny's stages: the stem pools to 1/2 of the picture side, stages 2-3 halve it again.
+        for k, channels in enumerate((64, 128, 256)):
+            bench_grouped_conv(args.batch, args.image_size // 2 ** (k + 1), channels, 8, args.iters)
+        bench_block(args.batch, args.image_size // 2, args.iters)
+        models = ["resnet_tiny", "resnext_tiny", "resnet_small", "resnext_small"]
+        if onednn_conv.available():
+            models += ["resnet_tiny:onednn", "resnext_tiny:onednn"]
+        if not args.quick:
+            models.append("resnext_tiny:native")
+        bench_training(models, args.batch, args.image_size, args.iters)
+    bench_vs_torch(["resnext_tiny", "resnet_tiny"], args.dtypes.split(","), args.batch, args.image_size,
+                   args.rounds, args.steps)
 
 
 if __name__ == "__main__":

@@ -4,7 +4,8 @@
 `trunk` (pooled penultimate features) and `head` (Dense). Overrides: dtype (compute),
 param_dtype, and
 * ResNet/ResNeXt: bn_groups (0 = global batch statistics; G = statistics per batch
-  group), conv_impl ("auto" | "native" | "fast"), and any ResNetConfig field
+  group), conv_impl ("xla" | "auto" | "onednn" | "native" | "fast"; see
+  weaksup.models.grouped_conv), and any ResNetConfig field
   (stage_sizes, planes, groups, width_per_group, expansion, stem, stem_width);
 * RegNetY (SWAG's regnety_16gf/32gf/128gf): bn_groups, conv_impl and any RegNetConfig
   field (depth, w0, wa, wm, group_width, se_ratio, stem, stem_width, drop_path, ...);
@@ -20,6 +21,7 @@ from typing import Any
 
 import jax.numpy as jnp
 
+from weaksup.models.grouped_conv import IMPLS, check_onednn
 from weaksup.models.regnet import RegNet, RegNetConfig
 from weaksup.models.resnet import ResNet, ResNetConfig
 from weaksup.models.vit import ViT, ViTConfig
@@ -117,7 +119,7 @@ def get_model(name: str, num_classes: int, **overrides: Any) -> ResNet | ViT | R
     """Build classifier `name` with a `num_classes`-way head.
 
     Overrides: dtype / param_dtype (dtype or "float32" | "bfloat16" | "float16"); for
-    ResNet and RegNet also bn_groups (int) and conv_impl ("auto" | "native" | "fast");
+    ResNet and RegNet also bn_groups (int) and conv_impl (grouped_conv.IMPLS);
     and the fields of the model's config dataclass (ResNetConfig, RegNetConfig, ViTConfig).
     """
     if name not in _MODELS:
@@ -133,8 +135,10 @@ def get_model(name: str, num_classes: int, **overrides: Any) -> ResNet | ViT | R
     for k in ("dtype", "param_dtype"):
         if k in module_kw:
             module_kw[k] = _as_dtype(module_kw[k])
-    if "conv_impl" in module_kw and module_kw["conv_impl"] not in ("auto", "native", "fast"):
-        raise ValueError(f"conv_impl must be auto, native or fast, got {module_kw['conv_impl']!r}")
+    if "conv_impl" in module_kw and module_kw["conv_impl"] not in IMPLS:
+        raise ValueError(f"conv_impl must be one of {', '.join(IMPLS)}, got {module_kw['conv_impl']!r}")
+    if module_kw.get("conv_impl") == "onednn":
+        check_onednn(module_kw.get("dtype", jnp.float32))
     if int(num_classes) < 1:
         raise ValueError(f"num_classes must be positive, got {num_classes}")
     config = model_config(name, **overrides)

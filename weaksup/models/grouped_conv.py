@@ -15,21 +15,34 @@ convolution as a few dense convolutions over channel slices:
 * 1x1 convolutions (grouped or not) run as matmuls, which XLA:CPU runs faster than the
   equivalent convolution op.
 
-Both paths take the same kernel, shaped `(kh, kw, Cin / groups, Cout)` exactly as
+All paths take the same kernel, shaped `(kh, kw, Cin / groups, Cout)` exactly as
 `flax.linen.Conv(feature_group_count=groups)`, so parameters and checkpoints move between
-backends unchanged. `impl="auto"` picks the fast path on CPU and the native grouped
-convolution on GPU/TPU.
+backends unchanged. The paths (`impl`):
+
+* "native": XLA's convolution op as is (`feature_group_count`);
+* "fast": the dense/super-group/matmul decomposition above, on XLA;
+* "xla": "fast" on CPU, "native" on GPU/TPU (the models' default);
+* "onednn": oneDNN's kernels through XLA FFI custom calls (weaksup.models.onednn_conv),
+  CPU only, float32 or bfloat16; faster than XLA:CPU on the small models' shapes
+  (benchmarks/onednn_conv.py, benchmarks/models.py) but not bitwise equal to it (float32
+  within ~1e-6 relative), so not the default, which keeps checkpoints reproducible;
+* "auto": the fastest available: "onednn" on CPU when it is built and has vectorised
+  kernels for the dtype (and WEAKSUP_NO_ONEDNN is unset), "xla" otherwise.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 from jax import lax
 
-IMPLS = ("auto", "native", "fast")
+from weaksup.models import onednn_conv
+
+IMPLS = ("auto", "xla", "native", "fast", "onednn")
 
 # Measured on XLA:CPU (fwd+bwd, batch 128; benchmarks/models.py): 8 groups of 8 channels at
 # 16x16 run at 58% of the dense useful-FLOP rate as eight 8-channel convolutions, 50% as
@@ -43,13 +56,27 @@ _DIMENSION_NUMBERS = ("NHWC", "HWIO", "NHWC")
 Padding = str | Sequence[tuple[int, int]]
 
 
-def resolve_impl(impl: str) -> str:
-    """Map "auto" to "fast" on CPU and "native" elsewhere; validate the name."""
+def resolve_impl(impl: str, dtype: jnp.dtype = jnp.float32) -> str:
+    """The concrete path ("native" | "fast" | "onednn") that `impl` means here for `dtype`."""
     if impl not in IMPLS:
         raise ValueError(f"conv_impl must be one of {IMPLS}, got {impl!r}")
+    cpu = jax.default_backend() == "cpu"
     if impl == "auto":
-        return "fast" if jax.default_backend() == "cpu" else "native"
+        impl = "onednn" if cpu and onednn_conv.available(dtype) else "xla"
+    if impl == "xla":
+        return "fast" if cpu else "native"
+    if impl == "onednn":
+        check_onednn(dtype)
+        if not cpu:
+            raise ValueError(f"conv_impl 'onednn' runs on CPU only, not {jax.default_backend()}")
     return impl
+
+
+def check_onednn(dtype: jnp.dtype) -> None:
+    """Raise ValueError (saying why) when conv_impl "onednn" cannot run `dtype` here."""
+    reason = onednn_conv.unavailable_reason(dtype)
+    if reason is not None:
+        raise ValueError(f"conv_impl 'onednn' unavailable: {reason}")
 
 
 def super_group_size(groups: int, in_per_group: int) -> int:
@@ -105,7 +132,9 @@ def grouped_conv(
             f"grouped_conv: input channels {cin} and kernel {kernel.shape} do not fit "
             f"{groups} groups"
         )
-    impl = resolve_impl(impl)
+    impl = resolve_impl(impl, x.dtype)
+    if impl == "onednn":
+        return onednn_conv.conv(x, kernel, groups=groups, strides=strides, padding=padding)
     if groups == 1:
         return _dense(x, kernel, strides, padding, fast=impl == "fast")
     if impl == "native":
@@ -128,3 +157,36 @@ def grouped_conv(
             ks = block_diagonal_kernel(ks, m)
         outs.append(_dense(xs, ks, strides, padding, fast=True))
     return outs[0] if n_super == 1 else jnp.concatenate(outs, axis=-1)
+
+
+@dataclasses.dataclass(frozen=True)
+class ConvShape:
+    """One convolution of a model: input (N, H, W, Cin), kernel (kh, kw, Cin/groups, Cout)."""
+
+    x_shape: tuple[int, ...]
+    kernel_shape: tuple[int, ...]
+    groups: int
+    strides: tuple[int, int]
+    padding: tuple[tuple[int, int], ...]
+
+
+def conv_shapes(model: nn.Module, image_shape: Sequence[int]) -> list[ConvShape]:
+    """The distinct convolutions of `model` (its `Conv` modules) on images of `image_shape` (NHWC)."""
+    seen: dict[ConvShape, None] = {}
+
+    def record(next_fun, args, kwargs, context):
+        module = context.module
+        # weaksup.models.resnet.Conv, recognised by its fields (importing it here would be circular).
+        if context.method_name == "__call__" and hasattr(module, "kernel_size") and hasattr(module, "groups"):
+            x = args[0]
+            kh, kw = module.kernel_size
+            shape = ConvShape(
+                tuple(x.shape), (kh, kw, x.shape[-1] // module.groups, module.features), module.groups,
+                (module.strides, module.strides), ((kh // 2, kh // 2), (kw // 2, kw // 2)),
+            )
+            seen.setdefault(shape)
+        return next_fun(*args, **kwargs)
+
+    with nn.intercept_methods(record):
+        jax.eval_shape(lambda x: model.init(jax.random.key(0), x), jax.ShapeDtypeStruct(tuple(image_shape), jnp.float32))
+    return list(seen)

@@ -218,7 +218,7 @@ class RegNetTrunk(nn.Module):
     dtype: Dtype = jnp.float32
     param_dtype: Dtype = jnp.float32
     bn_groups: int = 0
-    conv_impl: str = "auto"
+    conv_impl: str = "xla"
 
     @nn.compact
     def __call__(self, images: jax.Array, train: bool = False) -> jax.Array:

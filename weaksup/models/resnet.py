@@ -80,13 +80,18 @@ class ResNetConfig:
 
 
 class Conv(nn.Module):
-    """Bias-free NHWC convolution whose kernel matches nn.Conv(feature_group_count=groups)."""
+    """Bias-free NHWC convolution whose kernel matches nn.Conv(feature_group_count=groups).
+
+    `conv_impl` picks the path (weaksup.models.grouped_conv.IMPLS): "xla" (default, today's
+    numerics), "onednn" (CPU custom calls), "auto" (oneDNN on CPU where built, else XLA),
+    "fast" or "native". Parameters are the same whichever path runs.
+    """
 
     features: int
     kernel_size: tuple[int, int]
     strides: int = 1
     groups: int = 1
-    conv_impl: str = "auto"
+    conv_impl: str = "xla"
     dtype: Dtype = jnp.float32
     param_dtype: Dtype = jnp.float32
 
@@ -152,7 +157,7 @@ class Trunk(nn.Module):
     dtype: Dtype = jnp.float32
     param_dtype: Dtype = jnp.float32
     bn_groups: int = 0
-    conv_impl: str = "auto"
+    conv_impl: str = "xla"
 
     @nn.compact
     def __call__(self, images: jax.Array, train: bool = False) -> jax.Array:
@@ -190,7 +195,7 @@ class ResNet(nn.Module):
     dtype: Dtype = jnp.float32
     param_dtype: Dtype = jnp.float32
     bn_groups: int = 0
-    conv_impl: str = "auto"
+    conv_impl: str = "xla"
 
     def make_trunk(self) -> nn.Module:
         """The pooled-feature trunk; RegNet (same head, same fields) swaps in its own."""

@@ -1,0 +1,281 @@
+"""NHWC convolution on CPU through oneDNN, called from JAX as XLA FFI custom calls.
+
+XLA:CPU runs the convolutions of the small CPU models (3-256 channels, 4-32 px) at about a
+third of the speed of oneDNN, PyTorch's CPU backend (benchmarks/onednn_conv.py measures
+forward, input gradient and kernel gradient per stage). `conv` hands them to oneDNN
+instead: three custom calls (forward, backward-data, backward-weights) tied together by a
+`jax.custom_vjp`, float32 or bfloat16, dense or grouped, any stride and explicit padding.
+Activations stay NHWC, so batch norm, ReLU and the residual add around the call remain
+XLA fusions; the kernel keeps the layout of `flax.linen.Conv(feature_group_count=G)`,
+(kh, kw, Cin / G, Cout), so parameters and checkpoints move between paths unchanged.
+
+The handlers are a small C++ file (`weaksup/native/onednn_conv.cc`) that `make setup`
+compiles (`python -m weaksup onednn build`) against the system oneDNN (Debian:
+libdnnl-dev, OpenMP runtime) and the XLA FFI headers of the installed jaxlib, into the
+cache directory, keyed by the source's hash and the jaxlib version. Where it is not built,
+or oneDNN has only reference kernels for this CPU, or WEAKSUP_NO_ONEDNN is set,
+`available()` is False and `conv_impl="auto"` keeps XLA's convolution.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import functools
+import hashlib
+import os
+import platform
+import shutil
+import subprocess
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import jaxlib
+import numpy as np
+from jax import lax
+
+from weaksup import atomic, paths
+
+SOURCE = Path(__file__).resolve().parents[1] / "native" / "onednn_conv.cc"
+DTYPES = (jnp.float32, jnp.bfloat16)
+DISABLE_ENV = "WEAKSUP_NO_ONEDNN"
+_TARGETS = {
+    "fwd": "weaksup_onednn_conv_fwd",
+    "bwd_data": "weaksup_onednn_conv_bwd_data",
+    "bwd_weights": "weaksup_onednn_conv_bwd_weights",
+}
+_MSG_LEN = 1000
+
+Padding = str | Sequence[tuple[int, int]]
+
+
+class BuildError(RuntimeError):
+    """The C++ handlers did not compile."""
+
+
+def library_path() -> Path:
+    """Where the compiled handlers for the current source and jaxlib live."""
+    key = SOURCE.read_bytes() + jaxlib.__version__.encode()
+    digest = hashlib.sha256(key).hexdigest()[:12]
+    return paths.cache_dir() / "native" / f"onednn_conv-{digest}.so"
+
+
+def build(force: bool = False) -> Path:
+    """Compiles the handlers (atomically: a half-written library is never at the final path)."""
+    target = library_path()
+    if target.exists() and not force:
+        return target
+    cxx = os.environ.get("CXX") or shutil.which("c++") or shutil.which("g++")
+    if not cxx:
+        raise BuildError("no C++ compiler (c++/g++) on PATH; install g++")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with atomic.replacing(target) as tmp:
+        cmd = [
+            cxx, "-O2", "-std=c++17", "-shared", "-fPIC", "-w", f"-I{jax.ffi.include_dir()}",
+            "-o", str(tmp), str(SOURCE), "-ldnnl",
+        ]
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        if proc.returncode:
+            raise BuildError(
+                f"{' '.join(cmd)} failed (oneDNN headers: Debian libdnnl-dev):\n{proc.stderr.strip()}"
+            )
+    global _LIB, _LOAD_ERROR, _PROBED
+    _LIB, _LOAD_ERROR, _PROBED = None, None, {}
+    return target
+
+
+_LIB: ctypes.CDLL | None = None
+_LOAD_ERROR: str | None = None
+_PROBED: dict[bool, tuple[bool, str]] = {}
+
+
+def _lib() -> ctypes.CDLL | None:
+    global _LIB, _LOAD_ERROR
+    if _LIB is None and _LOAD_ERROR is None:
+        if platform.machine().lower() not in ("x86_64", "amd64"):
+            _LOAD_ERROR = f"oneDNN path is built for x86-64 only, not {platform.machine()}"
+            return None
+        path = library_path()
+        if not path.exists():
+            _LOAD_ERROR = f"{path} is not built (run `python -m weaksup onednn build`)"
+            return None
+        try:
+            lib = ctypes.CDLL(str(path))
+        except OSError as e:
+            _LOAD_ERROR = f"{path}: {e}"
+            return None
+        lib.weaksup_onednn_describe.restype = ctypes.c_int
+        lib.weaksup_onednn_describe.argtypes = [
+            ctypes.POINTER(ctypes.c_int64), ctypes.c_int, ctypes.c_int, ctypes.c_char_p, ctypes.c_int,
+        ]
+        for symbol in _TARGETS.values():
+            jax.ffi.register_ffi_target(symbol, jax.ffi.pycapsule(getattr(lib, symbol)), platform="cpu")
+        _LIB = lib
+    return _LIB
+
+
+def describe(x_shape: Sequence[int], kernel_shape: Sequence[int], *, groups: int = 1,
+             strides: Sequence[int] = (1, 1), padding: Padding = "SAME",
+             dtype: jnp.dtype = jnp.float32) -> dict[str, str]:
+    """The oneDNN kernel picked for each pass ("fwd", "bwd_data", "bwd_weights") of a convolution.
+
+    A name containing "ref" is a reference (unvectorised, slow) kernel. Raises RuntimeError
+    when the handlers are not built or oneDNN rejects the shape.
+    """
+    lib = _lib()
+    if lib is None:
+        raise RuntimeError(f"oneDNN convolution unavailable: {_LOAD_ERROR}")
+    strides = tuple(int(s) for s in strides)
+    pads = _pads(padding, x_shape[1:3], kernel_shape[:2], strides)
+    y = _out_shape(x_shape, kernel_shape, strides, pads)
+    (pt, pb), (pl, pr) = pads
+    shape = (ctypes.c_int64 * 16)(*x_shape, *y[1:], *kernel_shape[:2], groups, *strides, pt, pl, pb, pr)
+    bf16 = int(jnp.dtype(dtype) == jnp.bfloat16)
+    names = {}
+    for kind, target in enumerate(_TARGETS):
+        msg = ctypes.create_string_buffer(_MSG_LEN)
+        if lib.weaksup_onednn_describe(shape, kind, bf16, msg, _MSG_LEN) < 0:
+            raise RuntimeError(f"oneDNN rejects {target} of {tuple(x_shape)} * {tuple(kernel_shape)}: {msg.value.decode()}")
+        names[target] = msg.value.decode(errors="replace")
+    return names
+
+
+def probe(dtype: jnp.dtype = jnp.float32) -> tuple[bool, str]:
+    """(whether oneDNN has vectorised kernels for `dtype` here, the kernels it picked)."""
+    bf16 = jnp.dtype(dtype) == jnp.bfloat16
+    if bf16 not in _PROBED:
+        if _lib() is None:
+            return False, str(_LOAD_ERROR)
+        try:
+            names = describe((2, 8, 8, 32), (3, 3, 32, 32), padding=((1, 1), (1, 1)), dtype=dtype)
+        except RuntimeError as e:
+            _PROBED[bf16] = (False, str(e))
+        else:
+            _PROBED[bf16] = (all("ref" not in n for n in names.values()), " / ".join(names.values()))
+    return _PROBED[bf16]
+
+
+def available(dtype: jnp.dtype = jnp.float32) -> bool:
+    """Whether `conv_impl="auto"` may use oneDNN for `dtype`: built, loads, vectorised kernels.
+
+    The environment variable WEAKSUP_NO_ONEDNN (any non-empty value) turns it off.
+    """
+    return unavailable_reason(dtype) is None
+
+
+def unavailable_reason(dtype: jnp.dtype = jnp.float32) -> str | None:
+    """Why `available(dtype)` is False (None when it is True)."""
+    if os.environ.get(DISABLE_ENV):
+        return f"disabled by {DISABLE_ENV}={os.environ[DISABLE_ENV]}"
+    if jnp.dtype(dtype) not in [jnp.dtype(d) for d in DTYPES]:
+        return f"oneDNN path takes float32 or bfloat16, not {jnp.dtype(dtype).name}"
+    ok, info = probe(dtype)
+    if ok:
+        return None
+    return info if _LIB is None else f"oneDNN has only reference kernels here ({info})"
+
+
+def _pads(padding: Padding, x_hw: Sequence[int], k_hw: Sequence[int], strides: Sequence[int]) -> tuple:
+    if isinstance(padding, str):
+        padding = lax.padtype_to_pads(tuple(x_hw), tuple(k_hw), tuple(strides), padding)
+    return tuple((int(lo), int(hi)) for lo, hi in padding)
+
+
+def _call(kind: str, a: jax.Array, b: jax.Array, out_shape: tuple[int, ...], x_shape, y_shape,
+          kernel_hw, groups, strides, pads) -> jax.Array:
+    (pt, pb), (pl, pr) = pads
+    # vmap (rare for a convolution layer) runs the calls one batch element at a time.
+    return jax.ffi.ffi_call(_TARGETS[kind], jax.ShapeDtypeStruct(out_shape, a.dtype), vmap_method="sequential")(
+        a, b,
+        x_shape=np.array(x_shape, np.int64), y_shape=np.array(y_shape, np.int64),
+        kh=kernel_hw[0], kw=kernel_hw[1], groups=groups, sh=strides[0], sw=strides[1],
+        pt=pt, pl=pl, pb=pb, pr=pr,
+    )
+
+
+def _out_shape(x_shape, kernel_shape, strides, pads) -> tuple[int, ...]:
+    n, h, w, _ = x_shape
+    kh, kw, _, cout = kernel_shape
+    (pt, pb), (pl, pr) = pads
+    return (n, (h + pt + pb - kh) // strides[0] + 1, (w + pl + pr - kw) // strides[1] + 1, cout)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4))
+def _conv(x: jax.Array, kernel: jax.Array, groups: int, strides: tuple, pads: tuple) -> jax.Array:
+    y_shape = _out_shape(x.shape, kernel.shape, strides, pads)
+    return _call("fwd", x, kernel, y_shape, x.shape, y_shape, kernel.shape[:2], groups, strides, pads)
+
+
+def _conv_fwd(x, kernel, groups, strides, pads):
+    return _conv(x, kernel, groups, strides, pads), (x, kernel)
+
+
+def _conv_bwd(groups, strides, pads, res, dy):
+    x, kernel = res
+    dy = dy.astype(x.dtype)
+    args = (x.shape, dy.shape, kernel.shape[:2], groups, strides, pads)
+    dx = _call("bwd_data", dy, kernel, x.shape, *args)
+    dk = _call("bwd_weights", x, dy, kernel.shape, *args)
+    return dx, dk
+
+
+_conv.defvjp(_conv_fwd, _conv_bwd)
+
+
+def conv(
+    x: jax.Array,
+    kernel: jax.Array,
+    *,
+    groups: int = 1,
+    strides: Sequence[int] = (1, 1),
+    padding: Padding = "SAME",
+) -> jax.Array:
+    """NHWC convolution of `x` with an HWIO `kernel` (kh, kw, Cin/groups, Cout) in oneDNN.
+
+    `x` and `kernel` share one dtype, float32 or bfloat16; differentiable in both. Raises
+    RuntimeError when the handlers are not available (see `unavailable_reason`).
+    """
+    if x.dtype != kernel.dtype or x.dtype not in [jnp.dtype(d) for d in DTYPES]:
+        raise ValueError(f"onednn conv: x {x.dtype} and kernel {kernel.dtype} must both be float32 or bfloat16")
+    cin = x.shape[-1]
+    kh, kw, cin_g, cout = kernel.shape
+    if cin != cin_g * groups or cout % groups:
+        raise ValueError(f"onednn conv: input channels {cin} and kernel {kernel.shape} do not fit {groups} groups")
+    if _lib() is None:
+        raise RuntimeError(f"oneDNN convolution unavailable: {_LOAD_ERROR}")
+    strides = tuple(int(s) for s in strides)
+    return _conv(x, kernel, int(groups), strides, _pads(padding, x.shape[1:3], (kh, kw), strides))
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="python -m weaksup onednn", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    b = sub.add_parser("build", help="compile the oneDNN convolution handlers into the cache directory")
+    b.add_argument("--force", action="store_true", help="recompile even when built")
+    sub.add_parser("status", help="say whether the oneDNN path is built, loads and has fast kernels")
+    args = parser.parse_args(argv)
+    if args.cmd == "build":
+        try:
+            path = build(force=args.force)
+        except BuildError as e:
+            print(f"onednn: {e}", file=sys.stderr)
+            return 1
+        if _lib() is None:
+            print(f"onednn: built {path} but it does not load: {_LOAD_ERROR}", file=sys.stderr)
+            return 1
+        print(f"onednn: convolution handlers at {path}")
+    # Only `status` fails for a dtype without fast kernels: a build that loads is a success,
+    # and `conv_impl="auto"` keeps XLA's convolution for that dtype.
+    status = 0
+    for dtype in DTYPES:
+        name = jnp.dtype(dtype).name
+        reason = unavailable_reason(dtype)
+        if reason is None:
+            print(f"onednn: {name} available ({probe(dtype)[1]})")
+        else:
+            print(f"onednn: {name} unavailable: {reason}")
+            status = 1
+    return 0 if args.cmd == "build" else status

@@ -1,0 +1,263 @@
+/* NHWC convolution (forward, backward-data, backward-weights) through oneDNN, as XLA FFI
+ * custom calls for JAX on CPU.
+ *
+ * XLA:CPU runs the small-channel convolutions of the CPU models at about a third of
+ * oneDNN's speed; these handlers hand them to oneDNN's JIT kernels instead.  Activations
+ * stay NHWC (oneDNN's "nhwc" tag), so no layout change happens around the call; the
+ * kernel arrives in the model's HWIO layout, grouped as flax's
+ * nn.Conv(feature_group_count=G) stores it, (KH, KW, Cin / G, Cout), and is reordered to
+ * (or, for the weight gradient, from) the blocked layout oneDNN picks.
+ *
+ * Creating a primitive (JIT code generation) costs milliseconds, so primitives are cached
+ * per shape.  Calls are serialised by one mutex: each call uses every OpenMP thread, and
+ * two concurrent calls on a 2-core machine would only oversubscribe it.  Built by
+ * `python -m weaksup onednn build` (weaksup/models/onednn_conv.py).
+ */
+#include <cstdint>
+#include <cstdio>
+#include <cstring>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <tuple>
+#include <vector>
+
+#include "oneapi/dnnl/dnnl.hpp"
+#include "xla/ffi/api/ffi.h"
+
+namespace ffi = xla::ffi;
+using dnnl::memory;
+
+namespace {
+
+enum Kind { kForward = 0, kBackwardData = 1, kBackwardWeights = 2 };
+
+struct Shape {
+  int64_t n, h, w, c;      // input (NHWC)
+  int64_t oh, ow, oc;      // output
+  int64_t kh, kw, groups;  // kernel
+  int64_t sh, sw, pt, pl, pb, pr;
+  int kind;
+  int bf16;
+  auto key() const {
+    return std::make_tuple(n, h, w, c, oh, ow, oc, kh, kw, groups, sh, sw, pt, pl, pb, pr,
+                           kind, bf16);
+  }
+  bool operator<(const Shape& o) const { return key() < o.key(); }
+};
+
+struct Entry {
+  dnnl::primitive prim;
+  memory::desc src, weights, dst;  // as the primitive wants them
+  memory::desc user_weights;       // the model's HWIO (grouped) layout
+  memory::desc scratch;
+  bool reorder = false;            // weights layout differs from the model's
+  dnnl::reorder weights_reorder;   // user -> primitive (or primitive -> user for kBackwardWeights)
+  std::string impl;
+};
+
+dnnl::engine& engine() {
+  static dnnl::engine eng(dnnl::engine::kind::cpu, 0);
+  return eng;
+}
+
+std::mutex& lock() {
+  static std::mutex mu;
+  return mu;
+}
+
+memory::desc user_weights_desc(const Shape& s, memory::data_type dt) {
+  const int64_t icg = s.c / s.groups, ocg = s.oc / s.groups;
+  // HWIO with the output channels group-major: element [h][w][i][g * ocg + o].
+  if (s.groups == 1) {
+    return memory::desc({s.oc, s.c, s.kh, s.kw}, dt, {1, s.oc, s.kw * s.c * s.oc, s.c * s.oc});
+  }
+  return memory::desc({s.groups, ocg, icg, s.kh, s.kw}, dt,
+                      {ocg, 1, s.oc, s.kw * icg * s.oc, icg * s.oc});
+}
+
+memory::dims weights_dims(const Shape& s) {
+  if (s.groups == 1) return {s.oc, s.c, s.kh, s.kw};
+  return {s.groups, s.oc / s.groups, s.c / s.groups, s.kh, s.kw};
+}
+
+std::unique_ptr<Entry> create(const Shape& s) {
+  auto& eng = engine();
+  const auto dt = s.bf16 ? memory::data_type::bf16 : memory::data_type::f32;
+  const memory::desc src({s.n, s.c, s.h, s.w}, dt, memory::format_tag::nhwc);
+  const memory::desc dst({s.n, s.oc, s.oh, s.ow}, dt, memory::format_tag::nhwc);
+  const memory::desc any_weights(weights_dims(s), dt, memory::format_tag::any);
+  const memory::dims strides{s.sh, s.sw}, pad_l{s.pt, s.pl}, pad_r{s.pb, s.pr};
+  dnnl::primitive_attr attr;
+  attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
+
+  auto e = std::make_unique<Entry>();
+  e->user_weights = user_weights_desc(s, dt);
+  // forward_training also for the forward pass itself: its layouts then match those of the
+  // backward primitives, whose hint it is.
+  dnnl::convolution_forward::desc fwd_desc(dnnl::prop_kind::forward_training, dnnl::algorithm::convolution_direct, src,
+                                           any_weights, dst, strides, pad_l, pad_r);
+  dnnl::convolution_forward::primitive_desc fwd_pd(fwd_desc, attr, eng);
+  if (s.kind == kForward) {
+    e->prim = dnnl::convolution_forward(fwd_pd);
+    e->weights = fwd_pd.weights_desc();
+    e->scratch = fwd_pd.scratchpad_desc();
+    e->impl = fwd_pd.impl_info_str();
+  } else if (s.kind == kBackwardData) {
+    dnnl::convolution_backward_data::desc d(dnnl::algorithm::convolution_direct, src,
+                                            any_weights, dst, strides, pad_l, pad_r);
+    dnnl::convolution_backward_data::primitive_desc pd(d, attr, eng, fwd_pd);
+    e->prim = dnnl::convolution_backward_data(pd);
+    e->weights = pd.weights_desc();
+    e->scratch = pd.scratchpad_desc();
+    e->impl = pd.impl_info_str();
+  } else {
+    dnnl::convolution_backward_weights::desc d(dnnl::algorithm::convolution_direct, src,
+                                               any_weights, dst, strides, pad_l, pad_r);
+    dnnl::convolution_backward_weights::primitive_desc pd(d, attr, eng, fwd_pd);
+    e->prim = dnnl::convolution_backward_weights(pd);
+    e->weights = pd.diff_weights_desc();
+    e->scratch = pd.scratchpad_desc();
+    e->impl = pd.impl_info_str();
+  }
+  e->src = src;
+  e->dst = dst;
+  e->reorder = e->weights != e->user_weights;
+  if (e->reorder) {
+    e->weights_reorder = s.kind == kBackwardWeights
+                             ? dnnl::reorder(dnnl::reorder::primitive_desc(eng, e->weights, eng, e->user_weights))
+                             : dnnl::reorder(dnnl::reorder::primitive_desc(eng, e->user_weights, eng, e->weights));
+  }
+  return e;
+}
+
+Entry& cached(const Shape& s) {
+  static std::map<Shape, std::unique_ptr<Entry>> cache;
+  auto it = cache.find(s);
+  if (it == cache.end()) it = cache.emplace(s, create(s)).first;
+  return *it->second;
+}
+
+// Grown on demand and reused: scratchpads and reordered weights are small (kilobytes to a
+// few megabytes) and every call holds the mutex while it uses them.
+void* buffer(std::vector<char>& buf, size_t bytes) {
+  if (buf.size() < bytes) buf.resize(bytes);
+  return buf.data();
+}
+
+// Runs one convolution: `a` and `b` are the call's two inputs and `out` its result, in the
+// order of `kind` (forward: x, w -> y; backward-data: dy, w -> dx; backward-weights: x, dy -> dw).
+void run(const Shape& s, void* a, void* b, void* out) {
+  static std::vector<char> scratch_buf, weights_buf;
+  std::lock_guard<std::mutex> guard(lock());
+  Entry& e = cached(s);
+  auto& eng = engine();
+  static dnnl::stream strm(eng);
+  memory scratch(e.scratch, eng, buffer(scratch_buf, e.scratch.get_size()));
+  void* weights_ptr = s.kind == kForward ? b : (s.kind == kBackwardData ? b : out);
+  memory user_w(e.user_weights, eng, weights_ptr);
+  memory prim_w = e.reorder ? memory(e.weights, eng, buffer(weights_buf, e.weights.get_size()))
+                            : user_w;
+  if (e.reorder && s.kind != kBackwardWeights) {
+    e.weights_reorder.execute(strm, user_w, prim_w);
+  }
+  if (s.kind == kForward) {
+    memory src(e.src, eng, a), dst(e.dst, eng, out);
+    e.prim.execute(strm, {{DNNL_ARG_SRC, src}, {DNNL_ARG_WEIGHTS, prim_w}, {DNNL_ARG_DST, dst},
+                          {DNNL_ARG_SCRATCHPAD, scratch}});
+  } else if (s.kind == kBackwardData) {
+    memory diff_dst(e.dst, eng, a), diff_src(e.src, eng, out);
+    e.prim.execute(strm, {{DNNL_ARG_DIFF_DST, diff_dst}, {DNNL_ARG_WEIGHTS, prim_w},
+                          {DNNL_ARG_DIFF_SRC, diff_src}, {DNNL_ARG_SCRATCHPAD, scratch}});
+  } else {
+    memory src(e.src, eng, a), diff_dst(e.dst, eng, b);
+    e.prim.execute(strm, {{DNNL_ARG_SRC, src}, {DNNL_ARG_DIFF_DST, diff_dst},
+                          {DNNL_ARG_DIFF_WEIGHTS, prim_w}, {DNNL_ARG_SCRATCHPAD, scratch}});
+    if (e.reorder) e.weights_reorder.execute(strm, prim_w, user_w);
+  }
+  strm.wait();
+}
+
+ffi::Error check_dtype(ffi::DataType t, int* bf16) {
+  if (t == ffi::DataType::F32) {
+    *bf16 = 0;
+  } else if (t == ffi::DataType::BF16) {
+    *bf16 = 1;
+  } else {
+    return ffi::Error(ffi::ErrorCode::kInvalidArgument, "onednn_conv: float32 or bfloat16 only");
+  }
+  return ffi::Error::Success();
+}
+
+// x: (N, H, W, C) and y: (N, OH, OW, OC) give the activation shapes whatever the kind.
+ffi::Error call(int kind, ffi::AnyBuffer a, ffi::AnyBuffer b, ffi::Result<ffi::AnyBuffer> out,
+                ffi::Span<const int64_t> x, ffi::Span<const int64_t> y, int64_t kh, int64_t kw,
+                int64_t groups, int64_t sh, int64_t sw, int64_t pt, int64_t pl, int64_t pb,
+                int64_t pr) {
+  Shape s{x[0], x[1], x[2], x[3], y[1], y[2], y[3], kh, kw, groups, sh, sw, pt, pl, pb, pr,
+          kind, 0};
+  if (auto err = check_dtype(a.element_type(), &s.bf16); err.failure()) return err;
+  if (a.element_type() != b.element_type() || a.element_type() != out->element_type()) {
+    return ffi::Error(ffi::ErrorCode::kInvalidArgument, "onednn_conv: mixed dtypes");
+  }
+  try {
+    run(s, a.untyped_data(), b.untyped_data(), out->untyped_data());
+  } catch (const dnnl::error& e) {
+    return ffi::Error(ffi::ErrorCode::kInternal, std::string("onednn_conv: ") + e.what());
+  }
+  return ffi::Error::Success();
+}
+
+template <int K>
+ffi::Error call_kind(ffi::AnyBuffer a, ffi::AnyBuffer b, ffi::Result<ffi::AnyBuffer> out,
+                     ffi::Span<const int64_t> x, ffi::Span<const int64_t> y, int64_t kh,
+                     int64_t kw, int64_t groups, int64_t sh, int64_t sw, int64_t pt,
+                     int64_t pl, int64_t pb, int64_t pr) {
+  return call(K, a, b, out, x, y, kh, kw, groups, sh, sw, pt, pl, pb, pr);
+}
+
+auto binding() {
+  return ffi::Ffi::Bind()
+      .Arg<ffi::AnyBuffer>()
+      .Arg<ffi::AnyBuffer>()
+      .Ret<ffi::AnyBuffer>()
+      .Attr<ffi::Span<const int64_t>>("x_shape")
+      .Attr<ffi::Span<const int64_t>>("y_shape")
+      .Attr<int64_t>("kh")
+      .Attr<int64_t>("kw")
+      .Attr<int64_t>("groups")
+      .Attr<int64_t>("sh")
+      .Attr<int64_t>("sw")
+      .Attr<int64_t>("pt")
+      .Attr<int64_t>("pl")
+      .Attr<int64_t>("pb")
+      .Attr<int64_t>("pr");
+}
+
+}  // namespace
+
+XLA_FFI_DEFINE_HANDLER_SYMBOL(weaksup_onednn_conv_fwd, call_kind<kForward>, binding());
+XLA_FFI_DEFINE_HANDLER_SYMBOL(weaksup_onednn_conv_bwd_data, call_kind<kBackwardData>, binding());
+XLA_FFI_DEFINE_HANDLER_SYMBOL(weaksup_onednn_conv_bwd_weights, call_kind<kBackwardWeights>,
+                              binding());
+
+/* Writes the name of the implementation oneDNN picks for one convolution into `message`
+ * (e.g. "brgconv:avx512_core"). `shape` holds the 16 numbers of struct Shape from n to pr,
+ * `kind` 0 forward, 1 backward-data, 2 backward-weights.  Returns 1 for a vectorised kernel,
+ * 0 for a reference (slow, unvectorised) one, -1 on error. */
+extern "C" int weaksup_onednn_describe(const int64_t* shape, int kind, int bf16, char* message,
+                                       int length) {
+  try {
+    const int64_t* d = shape;
+    Shape s{d[0], d[1], d[2], d[3], d[4], d[5], d[6], d[7], d[8], d[9], d[10], d[11], d[12],
+            d[13], d[14], d[15], kind, bf16};
+    std::lock_guard<std::mutex> guard(lock());
+    const Entry& e = cached(s);
+    std::snprintf(message, length, "%s", e.impl.c_str());
+    return e.impl.find("ref") == std::string::npos ? 1 : 0;
+  } catch (const dnnl::error& e) {
+    std::snprintf(message, length, "%s", e.what());
+    return -1;
+  }
+}
