@@ -36,6 +36,18 @@ def test_strip_accents() -> None:
     assert strip_accents("dog") == "dog"
 
 
+def test_letters_without_an_accent_to_drop_are_kept() -> None:
+    # ß is not respelt as ss on the way to the resolver (#ß is not the plural of s),
+    # like the other letters with no accent to drop; accented letters still fold.
+    for tag, words in [("#ß", ["ß"]), ("#ẞ", ["ß"]), ("#Straße", ["straße"]),
+                       ("#Ærø", ["ærø"]), ("#łódź", ["łódź"]), ("#þorn", ["þorn"]), ("#Đak", ["đak"])]:
+        assert hashtag_words(tag) == words, tag
+    for letter in "ßæøłþđœŋ":
+        assert strip_accents(letter) == letter
+    assert strip_accents("łódź") == "łodz" and strip_accents("ǰ") == "j"
+    assert hashtag_words("#CAFÉ") == ["café"] and hashtag_words("#İstanbul") == ["i̇stanbul"]
+
+
 def test_extract_hashtags() -> None:
     caption = "Sunday walk #DogsOfInstagram #golden_retriever,#café! a#b &#39; #2019 ＃ＤＯＧ #собака"
     assert extract_hashtags(caption) == [

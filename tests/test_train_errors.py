@@ -73,7 +73,7 @@ def test_compile_log_sees_compilations(compile_log):
         ("", ("--config.holdout_records=100000",), r"holdout_records=100000"),
         ("", ("--config.optim.grad_accum_steps=4",), r"global batch 16 .* 8 devices x 4 accumulation"),
         ("", ("--config.loss=hinge",), r"config.loss must be"),
-        ("", ("--config.optim.schedule=spiral",), r"config.optim: unknown schedule 'spiral'"),
+        ("", ("--config.optim.schedule=spiral",), r"config.optim.schedule must be one of step, cosine, linear, constant, got .spiral."),
     ],
 )
 def test_bad_config_errors_before_compiling(inputs, compile_log, tmp_path, arg, overrides, match):

@@ -153,7 +153,7 @@ def test_bad_settings_are_clear_errors(corpus, tmp_path):
         build_from_corpus(corpus, tmp_path / "v.json", mode="verbs")
     with pytest.raises(VocabularyError, match="empty vocabulary"):
         build_from_corpus(corpus, tmp_path / "v.json", mode="raw", min_count=100)
-    assert vocab_cli.main(["build", "--corpus", str(tmp_path / "none"), "--mode", "raw", "--output", str(tmp_path / "x.json")]) == 1
+    assert vocab_cli.main(["build", "--corpus", str(tmp_path / "none"), "--mode", "raw", "--output", str(tmp_path / "x.json")]) == 2
     assert not (tmp_path / "x.json").exists()
 
 

@@ -11,14 +11,30 @@ Orbax writes each step to a temporary directory and renames it when every item i
 complete, so a run killed mid-save leaves nothing that looks like a checkpoint; such
 leftovers are ignored on restart. `load_pretrained(workdir)` rebuilds config, vocabulary,
 model and variables from the directory alone.
+
+Failures are seen at once and never cost the previous checkpoint:
+- a save that fails (disk full, permission denied), also one that fails in Orbax's
+  background thread, raises `StorageFailed` (exit status 74) naming the cause, at the next
+  `poll` (the trainer polls after every step), `save`, `wait` or `close`; the failed step is
+  never finalised, so the previous one stays the latest;
+- once a step is finalised, process 0 writes `<step>/checksums.json` (sha256 and size of
+  every file of the step, written atomically). Every restore verifies the step first; a
+  file that is missing, resized or changed raises `CheckpointCorrupt` naming it.
+  `latest_good_step` falls back from a corrupt latest step to the newest intact one with
+  a warning (or refuses, `on_corrupt="fail"`). A step without checksums (a run stopped
+  between the save and its checksums, or saved before they existed) restores unverified,
+  with a warning.
 """
 
 from __future__ import annotations
 
 import datetime
+import hashlib
+import json
 import os
+import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -26,18 +42,64 @@ import grain.checkpoint
 import jax
 import ml_collections
 import orbax.checkpoint as ocp
+from jax.experimental import multihost_utils
 
+from weaksup import atomic, sharding, train_lib
 from weaksup import config as config_lib
 from weaksup import optimizer as optim_lib
-from weaksup import sharding, train_lib
-from weaksup.errors import UsageError
+from weaksup.errors import StorageFailed, UsageError, os_cause
 from weaksup.hashtags.vocabulary import Vocabulary
 
 STATE, DATA, CONFIG, VOCAB = "state", "data", "config", "vocab"
+CHECKSUMS = "checksums.json"  # inside each step's folder, written after the step is final
+CORRUPT_SUFFIX = ".corrupt"  # a corrupt step set aside (a name Orbax does not take for a step)
+ON_CORRUPT = ("fallback", "fail")
 
 
 class CheckpointError(UsageError, RuntimeError):
     """A checkpoint that is missing, unreadable or does not fit the run."""
+
+
+class CheckpointCorrupt(CheckpointError):
+    """A checkpoint whose files differ from the checksums written when it was saved."""
+
+
+def _stderr(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def _sha256(path: Path) -> str:
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
+
+
+def step_checksums(step_dir: Path) -> dict[str, Any]:
+    """{format, algorithm, files: {relative path: {size, sha256}}} of every file of a step."""
+    files = {}
+    for path in sorted(step_dir.rglob("*")):
+        if path.is_file() and path.name != CHECKSUMS and not path.name.startswith(atomic.TMP_PREFIX):
+            files[path.relative_to(step_dir).as_posix()] = {"size": path.stat().st_size, "sha256": _sha256(path)}
+    return {"format": 1, "algorithm": "sha256", "files": files}
+
+
+def verify_step(step_dir: Path) -> list[str] | None:
+    """What differs from the step's checksums ([] if nothing); None if it has no checksums."""
+    try:
+        manifest = json.loads((step_dir / CHECKSUMS).read_text())
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as e:
+        return [f"{CHECKSUMS} unreadable ({e})"]
+    problems = []
+    for name, want in manifest.get("files", {}).items():
+        path = step_dir / name
+        if not path.is_file():
+            problems.append(f"{name} is missing")
+        elif path.stat().st_size != want["size"]:
+            problems.append(f"{name} has {path.stat().st_size} bytes, {want['size']} were saved")
+        elif _sha256(path) != want["sha256"]:
+            problems.append(f"{name} does not match its sha256")
+    return problems
 
 
 def checkpoint_dir(workdir: str | os.PathLike) -> Path:
@@ -57,10 +119,16 @@ class Checkpointer:
         best_mode: str = "min",
         async_save: bool = True,
         read_only: bool = False,
+        warn: Callable[[str], None] = _stderr,
     ):
         self.directory = Path(directory).resolve()
         if best_mode not in ("min", "max"):
             raise ValueError(f"best_mode must be 'min' or 'max', got {best_mode!r}")
+        self.async_save = bool(async_save)
+        self._warn = warn
+        self._unsealed: list[int] = []  # finalised (or finalising) steps without checksums yet
+        self._saving: int | None = None  # the step whose save may still be running
+        self._verified: set[int] = set()
         policies: list[Any] = [ocp.checkpoint_managers.LatestN(n=max(int(keep), 1))]
         if best_metric:
             policies.append(
@@ -102,8 +170,69 @@ class Checkpointer:
         return meta.tree if hasattr(meta, "tree") else meta
 
     def latest_step(self) -> int | None:
-        """The newest complete checkpoint's step, or None."""
+        """The newest complete checkpoint's step, or None (not verified: see `latest_good_step`)."""
         return self.manager.latest_step()
+
+    def latest_good_step(self, on_corrupt: str = "fallback", *, set_aside: bool = False) -> int | None:
+        """The newest step whose files match their checksums, or None if there is no checkpoint.
+
+        A corrupt newer step is reported by file and skipped with a warning ("fallback"), or
+        raises CheckpointCorrupt ("fail"). With `set_aside` (a run that will save again)
+        process 0 renames each skipped step to `<step>.corrupt`, so a later save of that step
+        does not collide with it and the evidence stays. Raises CheckpointCorrupt if every
+        step is corrupt.
+        """
+        if on_corrupt not in ON_CORRUPT:
+            raise ValueError(f"on_corrupt must be one of {ON_CORRUPT}, got {on_corrupt!r}")
+        steps = self.all_steps()
+        bad: list[int] = []
+        newest_problem = ""
+        for step in reversed(steps):
+            try:
+                self.verify(step)
+            except CheckpointCorrupt as e:
+                if on_corrupt == "fail":
+                    raise CheckpointCorrupt(f"{e}; refusing to resume (checkpoint.on_corrupt='fail'): set it to "
+                                            "'fallback' to resume from the newest intact step") from None
+                self._warn(f"warning: {e}; falling back to the checkpoint before it")
+                bad.append(step)
+                newest_problem = newest_problem or str(e)
+                continue
+            if bad and set_aside:
+                self._set_aside(bad)
+            return step
+        if steps:
+            raise CheckpointCorrupt(f"every checkpoint in {self.directory} is corrupt (steps {steps}; the newest: "
+                                    f"{newest_problem}); remove them to start again")
+        return None
+
+    def _set_aside(self, steps: list[int]) -> None:
+        if jax.process_count() > 1:  # every process has verified before the steps move
+            multihost_utils.sync_global_devices("weaksup-checkpoint-set-aside-start")
+        if jax.process_index() == 0:
+            for step in steps:
+                target = self.directory / f"{step}{CORRUPT_SUFFIX}"
+                if target.exists():
+                    target = self.directory / f"{step}{CORRUPT_SUFFIX}-{int(time.time())}"
+                os.replace(self._step_dir(step), target)
+                self._warn(f"warning: moved the corrupt checkpoint {self._step_dir(step)} to {target}")
+        if jax.process_count() > 1:
+            multihost_utils.sync_global_devices("weaksup-checkpoint-set-aside-end")
+        self.manager.reload()
+
+    def verify(self, step: int) -> None:
+        """Checks step `step`'s files against its checksums; raises CheckpointCorrupt naming them."""
+        if step in self._verified:
+            return
+        step_dir = self._step_dir(step)
+        problems = verify_step(step_dir)
+        if problems is None:
+            self._warn(f"warning: checkpoint {step_dir} has no {CHECKSUMS} (the run stopped right after saving "
+                       "it, or it predates checksums); restoring it unverified")
+        elif problems:
+            shown = "; ".join(problems[:3]) + (f"; and {len(problems) - 3} more" if len(problems) > 3 else "")
+            raise CheckpointCorrupt(f"checkpoint {step_dir} is corrupt: {shown}")
+        self._verified.add(step)
 
     def all_steps(self) -> list[int]:
         """Steps of all complete checkpoints, ascending."""
@@ -124,8 +253,10 @@ class Checkpointer:
 
         Returns once the arrays are copied off the devices, so the caller may donate or
         overwrite `state` right away; the data-iterator state is captured at call time.
+        Raises StorageFailed if this save, or the previous one, could not be written.
         """
         t0 = time.perf_counter()
+        self._raise_if_failed(self._finish())
         items: dict[str, Any] = {STATE: ocp.args.PyTreeSave(_snapshot(state))}
         if data_iterator is not None:
             items[DATA] = grain.checkpoint.CheckpointSave(data_iterator)
@@ -136,9 +267,65 @@ class Checkpointer:
         clean_metrics = None
         if metrics is not None and self.best_metric and self.best_metric in metrics:
             clean_metrics = {k: float(v) for k, v in metrics.items()}
-        started = self.manager.save(step, args=ocp.args.Composite(**items), metrics=clean_metrics, force=True)
+        self._saving = step
+        try:
+            started = self.manager.save(step, args=ocp.args.Composite(**items), metrics=clean_metrics, force=True)
+        except Exception as e:  # Orbax/TensorStore raise many types; the OS error is in the chain
+            self._raise_if_failed(self._failure(step, e))
+            raise
+        self._unsealed.append(step)
+        if not self.async_save:
+            self._raise_if_failed(self._finish())
         self.save_blocked_s.append(time.perf_counter() - t0)
         return started
+
+    def poll(self) -> str | None:
+        """Never blocks: once the running save has ended, its failure (one line), else None.
+
+        Also writes the checksums of steps finalised since the last call.
+        """
+        if self.manager.is_saving_in_progress():
+            return None
+        return self._finish()
+
+    def _finish(self) -> str | None:
+        """Waits for the running save, then seals finalised steps; a failure as one line, else None."""
+        try:
+            self.manager.wait_until_finished()
+        except Exception as e:  # the background save's own exception, re-raised by Orbax
+            step, self._saving = self._saving, None
+            self._unsealed = [s for s in self._unsealed if s != step]
+            return self._failure(step, e)
+        self._saving = None
+        try:
+            self._seal()
+        except OSError as e:
+            return self._failure(None, e, what=f"writing the {CHECKSUMS} of a checkpoint")
+        return None
+
+    def _seal(self) -> None:
+        """Writes the checksums of every finalised step still without them (process 0 only)."""
+        steps, self._unsealed = self._unsealed, []
+        if jax.process_index() != 0:
+            return
+        for step in steps:
+            step_dir = self._step_dir(step)
+            if step_dir.is_dir() and not (step_dir / CHECKSUMS).exists():  # not removed by the keep policy
+                atomic.write_json(step_dir / CHECKSUMS, step_checksums(step_dir), fsync=True)
+                self._verified.add(step)
+
+    def _failure(self, step: int | None, e: BaseException, what: str | None = None) -> str:
+        cause = os_cause(e) or f"{type(e).__name__}: {' '.join(str(e).split())[:300]}"
+        self.manager.reload()
+        latest = self.manager.latest_step()
+        kept = f"step {latest} stays the latest checkpoint" if latest is not None else "no earlier checkpoint exists"
+        what = what or f"saving checkpoint step {step}"
+        return f"{what} in {self.directory} failed: {cause}; {kept} (free space or fix permissions, then rerun to resume)"
+
+    @staticmethod
+    def _raise_if_failed(message: str | None) -> None:
+        if message is not None:
+            raise StorageFailed(message)
 
     def _step_dir(self, step: int) -> Path:
         return self.directory / str(step)
@@ -188,6 +375,7 @@ class Checkpointer:
         step_dir = self._step_dir(step)
         if step not in self.all_steps():
             raise CheckpointError(f"no complete checkpoint for step {step} in {self.directory}")
+        self.verify(step)
         for name in items:
             if not (step_dir / name).is_dir():
                 raise CheckpointError(f"checkpoint {step_dir} is broken: item {name!r} is missing")
@@ -199,13 +387,14 @@ class Checkpointer:
             raise CheckpointError(f"checkpoint {step_dir} is broken or does not fit: {type(e).__name__}: {e}") from e
 
     def wait(self) -> None:
-        """Blocks until pending async saves are committed."""
-        self.manager.wait_until_finished()
+        """Blocks until pending async saves are committed; raises StorageFailed if one failed."""
+        self._raise_if_failed(self._finish())
 
     def close(self) -> None:
-        """Waits for pending saves and releases the manager."""
-        self.manager.wait_until_finished()
+        """Waits for pending saves and releases the manager; raises StorageFailed if a save failed."""
+        failed = self._finish()
         self.manager.close()
+        self._raise_if_failed(failed)
 
 
 def _snapshot(state: Any) -> Any:
@@ -231,7 +420,7 @@ def load_pretrained(workdir: str | os.PathLike, step: int | None = None, mesh: A
         raise CheckpointError(f"{workdir}: no checkpoints directory ({directory})")
     ckpt = Checkpointer(directory, read_only=True)
     try:
-        step = ckpt.latest_step() if step is None else step
+        step = ckpt.latest_good_step() if step is None else step  # an explicit step is verified on restore
         if step is None:
             raise CheckpointError(f"{directory}: no complete checkpoint")
         config = config_lib.config_from_json(ckpt.restore_json(step, CONFIG))

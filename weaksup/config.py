@@ -26,6 +26,7 @@ from typing import Any
 
 import ml_collections
 
+from weaksup import validation
 from weaksup.errors import UsageError
 
 
@@ -45,7 +46,8 @@ def pretrain_config() -> ml_collections.ConfigDict:
     c.input = ml_collections.ConfigDict()
     c.input.global_batch_size = 0  # required: > 0
     c.input.image_size = 224
-    c.input.resampling = "natural"  # natural | sqrt | uniform (weaksup.sampling)
+    c.input.resampling = "natural"  # natural | sqrt | uniform | metaclip (weaksup.sampling)
+    c.input.balance_t = 20_000  # metaclip: keep a post w.p. max over labels of min(1, t / count)
     c.input.label_noise = 0.0  # share of hashtag occurrences replaced by draws from the marginal
     c.input.max_labels = 8
     c.input.num_workers = 0  # grain decode worker processes (0: threads in this process)
@@ -88,6 +90,9 @@ def pretrain_config() -> ml_collections.ConfigDict:
     c.checkpoint.best_metric = ""
     c.checkpoint.best_mode = "min"
     c.checkpoint.async_save = True
+    # A latest checkpoint that fails its checksums: "fallback" restores the newest good one
+    # (with a warning), "fail" stops the run (weaksup.checkpoint).
+    c.checkpoint.on_corrupt = "fallback"
     c.log_every_steps = 10
     # The corpus's last records never enter training; the trainer reports hashtag mAP on them.
     c.holdout_records = 0
@@ -236,7 +241,10 @@ def apply_overrides(config: ml_collections.ConfigDict, overrides: Sequence[str])
             raise ConfigError(f"unknown config key {key!r} in {item!r}")
         old = node[leaf]
         if isinstance(old, ml_collections.ConfigDict):
-            value = ast.literal_eval(raw)
+            try:
+                value = ast.literal_eval(raw)
+            except (ValueError, SyntaxError):
+                raise ConfigError(f"{key} is a group; give a Python dict literal, got {raw!r}") from None
             if not isinstance(value, Mapping):
                 raise ConfigError(f"{key} is a group; give a dict, got {raw!r}")
             node[leaf] = ml_collections.ConfigDict(dict(value))
@@ -244,12 +252,32 @@ def apply_overrides(config: ml_collections.ConfigDict, overrides: Sequence[str])
             node[leaf] = _coerce(raw, old, key)
 
 
+def shipped_configs() -> Path | None:
+    """The folder of the configs installed with the package (the repository's `configs/`)."""
+    found = importlib.util.find_spec("configs")
+    if found is None or not found.submodule_search_locations:
+        return None
+    folder = Path(next(iter(found.submodule_search_locations)))
+    return folder if (folder / "tiny.py").is_file() else None  # ours, not another package's
+
+
+def config_path(name: str) -> Path:
+    """A config file given by path (`configs/tiny.py`) or by name (`tiny`), from any directory."""
+    path = Path(name)
+    if path.is_file():
+        return path
+    shipped = shipped_configs()
+    if shipped is not None and path.parent == Path(".") and (shipped / f"{path.stem}.py").is_file():
+        return shipped / f"{path.stem}.py"
+    names = sorted(p.stem for p in shipped.glob("*.py") if not p.stem.startswith("_")) if shipped else []
+    hint = f" (shipped configs: {', '.join(names)})" if names else ""
+    raise ConfigError(f"config file not found: {path}{hint}")
+
+
 def load_config(spec: str, overrides: Sequence[str] = (), lock: bool = True) -> ml_collections.ConfigDict:
     """Loads `path.py[:arg]`, applies `overrides` and (by default) locks the config."""
     path_text, _, arg = spec.partition(":")
-    path = Path(path_text)
-    if not path.is_file():
-        raise ConfigError(f"config file not found: {path}")
+    path = config_path(path_text)
     module = _load_module(path)
     try:
         config = module.get_config(arg or None)
@@ -273,6 +301,41 @@ def config_from_json(data: Mapping[str, Any]) -> ml_collections.ConfigDict:
     config = ml_collections.ConfigDict(dict(data))
     config.lock()
     return config
+
+
+def _flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        if isinstance(value, Mapping) and value:
+            out.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+class _Absent:
+    """A key one of two configs lacks (a config saved before the field existed)."""
+
+    def __repr__(self) -> str:
+        return "(absent)"
+
+
+ABSENT = _Absent()
+
+
+def config_diff(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, tuple[Any, Any]]:
+    """{dotted key: (old, new)} for every leaf that differs between two `config_to_json` dicts.
+
+    A key only one side has appears with `ABSENT` on the other; keys come sorted.
+    """
+    a, b = _flatten(old), _flatten(new)
+    return {k: (a.get(k, ABSENT), b.get(k, ABSENT)) for k in sorted(set(a) | set(b))
+            if a.get(k, ABSENT) != b.get(k, ABSENT)}
+
+
+def format_value(value: Any) -> str:
+    """A config value as a message shows it (JSON-like, `(absent)` for a missing key)."""
+    return repr(value) if value is ABSENT else json.dumps(value, default=str)
 
 
 def duration_steps(
@@ -338,18 +401,20 @@ def warmup_steps(config: ml_collections.ConfigDict, num_examples: int | None = N
 
 
 def check_config(config: ml_collections.ConfigDict) -> None:
-    """Cheap structural checks that need no data and no devices."""
+    """Cheap checks that need no data and no devices: every field present and in its range.
+
+    The ranges and choices are `weaksup.validation.PRETRAIN`'s; the first problem is raised.
+    """
     missing = _missing_fields(config, pretrain_config())
     if missing:
         raise ConfigError(f"config lacks {', '.join(missing)}: start it from weaksup.config.pretrain_config()")
-    if config.loss not in ("softmax", "sigmoid"):
-        raise ConfigError(f"config.loss must be 'softmax' or 'sigmoid', got {config.loss!r}")
-    gbs = config.input.global_batch_size
-    if not isinstance(gbs, int) or gbs <= 0:
-        raise ConfigError(f"input.global_batch_size must be a positive int, got {gbs!r}")
-    accum = int(config.optim.grad_accum_steps)
-    if accum < 1:
-        raise ConfigError(f"optim.grad_accum_steps must be >= 1, got {accum}")
-    policy = config.nan_policy
-    if policy not in ("stop", "rollback"):
-        raise ConfigError(f"nan_policy must be 'stop' or 'rollback', got {policy!r}")
+    check_values(config, validation.PRETRAIN)
+    if not isinstance(config.model.overrides, (Mapping, ml_collections.ConfigDict)):
+        raise ConfigError(f"config.model.overrides must be a dict, got {config.model.overrides!r}")
+
+
+def check_values(config: ml_collections.ConfigDict, table: Mapping[str, validation.Rule]) -> None:
+    """Raises ConfigError naming the first field of `config` outside its rule in `table`."""
+    found = validation.problems(config, table)
+    if found:
+        raise ConfigError(f"config.{found[0]}")

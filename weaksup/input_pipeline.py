@@ -243,6 +243,7 @@ def make_pretrain_iterator(
     global_batch_size: int,
     image_size: int,
     resampling: str = "natural",
+    balance_t: int = 20_000,
     label_noise: float = 0.0,
     max_labels: int = 8,
     seed: int = 0,
@@ -284,7 +285,7 @@ def make_pretrain_iterator(
         eligible = np.arange(len(post_labels)) < len(post_labels) - int(holdout_records)
     resampler = Resampler(
         post_labels.offsets, post_labels.labels, vocab.num_classes, resampling, seed=seed,
-        eligible=eligible,
+        eligible=eligible, balance_t=balance_t,
     )
     total = _ENDLESS if num_epochs is None else int(num_epochs) * len(resampler)
     layout = _Layout(global_batch_size, local_batch, process_index, total)
@@ -326,6 +327,7 @@ def make_pretrain_iterator_from_config(
         global_batch_size=inp.global_batch_size,
         image_size=inp.image_size,
         resampling=inp.resampling,
+        balance_t=inp.balance_t,
         label_noise=inp.label_noise,
         max_labels=inp.max_labels,
         seed=config.seed,

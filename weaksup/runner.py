@@ -3,24 +3,35 @@
     python -m weaksup COMMAND --config FILE.py[:arg] --workdir DIR [--config.key=value ...]
                               [--coordinator HOST:PORT --num-processes N --process-id I]
 
-`run_config_command` parses these, loads and locks the config (overrides applied), starts
+`run_config_command` parses these, loads and locks the config (overrides applied), checks
+that --workdir can be a folder this process writes (creating nothing), starts
 multi-process JAX when asked (or detected), calls the command's body and maps what
 happens to one exit-status convention (`weaksup.errors`): 0 done; 2 bad usage, config or
 input (one line on stderr naming the file or key, never a traceback); 1 the run failed;
-75 stopped by a signal after saving (the body returns it; run the same command again).
+74 output could not be written (disk full, permission); 75 stopped by a signal after
+saving (the body returns it; run the same command again).
+
+`hold_workdir` is how a command's body locks its workdir for the run (`weaksup.workdir_lock`):
+process 0 takes the lock, the other processes start once it holds it.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from pathlib import Path
 
+import jax
 import ml_collections
+import numpy as np
+from jax.experimental import multihost_utils
 
 from weaksup import config as config_lib
-from weaksup import distributed
-from weaksup.errors import EXIT_FAILED, EXIT_USAGE, RunFailed, UsageError
+from weaksup import distributed, validation, workdir_lock
+from weaksup.errors import EXIT_FAILED, EXIT_IO_ERROR, EXIT_USAGE, RunFailed, StorageFailed, UsageError
 
 Body = Callable[[ml_collections.ConfigDict, argparse.Namespace], int]
 
@@ -52,11 +63,51 @@ def run_config_command(
         parser.error(f"unrecognised arguments: {' '.join(bad)}")  # exits with status 2
     try:
         config = config_lib.load_config(args.config, rest)
+        validation.writable_folder(args.workdir, "--workdir")
         distributed.initialize(distributed.from_namespace(args))
         return int(body(config, args))
     except UsageError as e:
         print(f"{command}: error: {e}", file=sys.stderr)
         return EXIT_USAGE
+    except StorageFailed as e:
+        print(f"{command}: error: {e}", file=sys.stderr)
+        return EXIT_IO_ERROR
     except RunFailed as e:
         print(f"{command}: error: {e}", file=sys.stderr)
         return EXIT_FAILED
+
+
+@contextlib.contextmanager
+def hold_workdir(workdir: str | os.PathLike[str], what: str) -> Iterator[Path]:
+    """Holds the run's lock on `workdir` (created if missing) for the block; yields it resolved.
+
+    Process 0 takes the lock before any process writes there; the others wait for its
+    go-ahead and stop with it when the folder is held elsewhere (WorkdirBusy, exit 2). A
+    folder this call created is removed again when the block fails with a usage error
+    before writing anything, so a rejected command leaves nothing behind.
+    """
+    workdir = validation.writable_folder(workdir, "--workdir")
+    created = not workdir.exists()
+    error: UsageError | None = None
+    if jax.process_index() == 0:
+        try:
+            workdir_lock.acquire(workdir, what)
+        except UsageError as e:
+            error = e
+    if jax.process_count() > 1:
+        go = int(multihost_utils.broadcast_one_to_all(np.int32(error is None)))
+        if not go and error is None:
+            error = workdir_lock.WorkdirBusy(f"{workdir}: process 0 could not lock it (its message says why)")
+    if error is not None:
+        raise error
+    rejected = False
+    try:
+        yield workdir
+    except UsageError:
+        rejected = True
+        raise
+    finally:
+        if jax.process_index() == 0:
+            workdir_lock.release(workdir)
+            if rejected and created and workdir.is_dir() and not any(workdir.iterdir()):
+                workdir.rmdir()

@@ -1,4 +1,4 @@
-"""Resampling posts by label frequency: natural, uniform and square-root (paper Sec. 3.1).
+"""Resampling posts by label frequency: natural, uniform, square-root (paper Sec. 3.1), metaclip.
 
 Hashtag frequencies are Zipfian, so the paper resamples images so that label frequencies
 follow their natural, square-root or uniform distribution. The exact definition used here:
@@ -16,6 +16,21 @@ every labelled post weighs 1, and an epoch is a plain permutation of the labelle
 (without replacement), so one epoch visits each labelled post exactly once. `uniform` and
 `sqrt` draw with replacement; an epoch has as many draws as there are labelled posts.
 
+`metaclip` is MetaCLIP's balancing (facebookresearch/MetaCLIP `metaclip/balancing.py`): a
+labelled post is kept with probability
+
+  p_i = max_{l in L_i} min(1, t / n_l),
+
+so a label's posts are all kept while it has at most t of them, and about t of them are
+kept (plus those kept through rarer labels) beyond that. The decision is one uniform draw
+u_i per post, u_i < p_i, taken from a stream of the seed alone: the kept set is a pure
+function of (seed, post) and the same in every epoch, as a curated subset is. (MetaCLIP's
+script draws one uniform per matched entry and keeps on any success, which keeps a
+multi-label post with probability 1 - prod(1 - p_l) >= the max; the max form needs one
+draw per post and keeps about t posts of a label whose posts carry no rarer label.) Each
+epoch is then a permutation of the kept posts, as under `natural`. `balanced_subset` gives the kept set
+for `python -m weaksup corpus balance`, which writes it as a corpus of its own.
+
 Each epoch's index sequence is a pure function of (seed, epoch), so every process computes
 the same global sequence and takes its own part of it (see `weaksup.input_pipeline`), and a
 resumed run regenerates exactly the sequence it was reading.
@@ -25,10 +40,16 @@ from __future__ import annotations
 
 import numpy as np
 
-MODES = ("natural", "uniform", "sqrt")
+MODES = ("natural", "uniform", "sqrt", "metaclip")
+# Modes whose epoch is a permutation (each kept post once) rather than draws with replacement.
+_PERMUTED = ("natural", "metaclip")
+# MetaCLIP's t for its 400M-pair pool; scale it with the corpus (t / pool size is the lever).
+DEFAULT_BALANCE_T = 20_000
 
 # Distinguishes the sampler's random stream from other per-epoch streams with the same seed.
 _STREAM = 0x5A3D
+# The stream of metaclip's per-post keep draws (one per post, not per epoch).
+_BALANCE_STREAM = 0xBA1A
 
 
 def label_post_counts(offsets: np.ndarray, labels: np.ndarray, num_classes: int) -> np.ndarray:
@@ -37,20 +58,10 @@ def label_post_counts(offsets: np.ndarray, labels: np.ndarray, num_classes: int)
     return np.bincount(labels, minlength=num_classes).astype(np.int64)
 
 
-def post_weights(
-    offsets: np.ndarray,
-    labels: np.ndarray,
-    num_classes: int,
-    mode: str,
-    eligible: np.ndarray | None = None,
-) -> np.ndarray:
-    """w_i for every post (0 for posts without labels), as defined in the module docstring.
-
-    `offsets` (N + 1,) and `labels` are the CSR form of each post's unique labels.
-    `eligible` (N,) bool, when given, removes posts (e.g. a held-out set) before counting.
-    """
-    if mode not in MODES:
-        raise ValueError(f"unknown resampling mode {mode!r}; expected one of {MODES}")
+def _eligible_csr(
+    offsets: np.ndarray, labels: np.ndarray, eligible: np.ndarray | None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(offsets, labels, k) with the labels of ineligible posts removed (k = 0 for them)."""
     offsets = np.asarray(offsets, np.int64)
     labels = np.asarray(labels, np.int64)
     k = np.diff(offsets)
@@ -58,6 +69,66 @@ def post_weights(
         k = np.where(eligible, k, 0)
         labels = labels[np.repeat(np.asarray(eligible, bool), np.diff(offsets))]
         offsets = np.concatenate([[0], np.cumsum(k)])
+    return offsets, labels, k
+
+
+def balance_keep_probability(
+    offsets: np.ndarray,
+    labels: np.ndarray,
+    num_classes: int,
+    t: float,
+    eligible: np.ndarray | None = None,
+) -> np.ndarray:
+    """p_i = max over post i's labels of min(1, t / n_l) (0 without labels); metaclip mode."""
+    if not t > 0:
+        raise ValueError(f"the balancing threshold t must be > 0, got {t}")
+    offsets, labels, k = _eligible_csr(offsets, labels, eligible)
+    n = label_post_counts(offsets, labels, num_classes).astype(np.float64)
+    per_label = np.minimum(1.0, t / np.maximum(n, 1.0))
+    p = np.zeros(len(k), np.float64)
+    has = k > 0
+    # reduceat over each labelled post's run of labels (empty runs are excluded first).
+    p[has] = np.maximum.reduceat(per_label[labels], offsets[:-1][has]) if labels.size else 0.0
+    return p
+
+
+def balanced_subset(
+    offsets: np.ndarray,
+    labels: np.ndarray,
+    num_classes: int,
+    t: float,
+    seed: int = 0,
+    eligible: np.ndarray | None = None,
+) -> np.ndarray:
+    """Boolean keep mask of MetaCLIP balancing: u_i < p_i, u_i a function of (seed, i) only."""
+    p = balance_keep_probability(offsets, labels, num_classes, t, eligible)
+    # The i-th draw of a fixed stream does not depend on how many follow it, so a post's
+    # decision is the same whatever the corpus length.
+    u = np.random.default_rng([int(seed), _BALANCE_STREAM]).random(len(p))
+    return u < p
+
+
+def post_weights(
+    offsets: np.ndarray,
+    labels: np.ndarray,
+    num_classes: int,
+    mode: str,
+    eligible: np.ndarray | None = None,
+    *,
+    balance_t: float = DEFAULT_BALANCE_T,
+    seed: int = 0,
+) -> np.ndarray:
+    """w_i for every post (0 for posts without labels), as defined in the module docstring.
+
+    `offsets` (N + 1,) and `labels` are the CSR form of each post's unique labels.
+    `eligible` (N,) bool, when given, removes posts (e.g. a held-out set) before counting.
+    Under `metaclip` w_i is 1 for a kept post and 0 otherwise (`balance_t`, `seed`).
+    """
+    if mode not in MODES:
+        raise ValueError(f"unknown resampling mode {mode!r}; expected one of {MODES}")
+    if mode == "metaclip":
+        return balanced_subset(offsets, labels, num_classes, balance_t, seed, eligible).astype(np.float64)
+    offsets, labels, k = _eligible_csr(offsets, labels, eligible)
     n = label_post_counts(offsets, labels, num_classes).astype(np.float64)
     if mode == "natural":
         per_label = np.ones_like(n)
@@ -87,17 +158,19 @@ class Resampler:
         seed: int = 0,
         epoch_size: int | None = None,
         eligible: np.ndarray | None = None,
+        balance_t: float = DEFAULT_BALANCE_T,
     ):
         self.mode = mode
         self.seed = int(seed)
-        self.weights = post_weights(offsets, labels, num_classes, mode, eligible)
+        self.weights = post_weights(offsets, labels, num_classes, mode, eligible,
+                                    balance_t=balance_t, seed=self.seed)
         self.labelled = np.flatnonzero(self.weights > 0)
         if len(self.labelled) == 0:
             raise ValueError("no post has a label in this vocabulary; nothing to sample")
         self.epoch_size = int(epoch_size or len(self.labelled))
-        if mode == "natural" and self.epoch_size != len(self.labelled):
+        if mode in _PERMUTED and self.epoch_size != len(self.labelled):
             raise ValueError(
-                f"natural sampling is a permutation of the {len(self.labelled)} labelled "
+                f"{mode} sampling is a permutation of the {len(self.labelled)} kept labelled "
                 f"posts; epoch_size={self.epoch_size} cannot differ"
             )
         w = self.weights[self.labelled]
@@ -112,7 +185,7 @@ class Resampler:
         if self._cached is not None and self._cached[0] == epoch:
             return self._cached[1]
         rng = np.random.default_rng([self.seed, int(epoch), _STREAM])
-        if self.mode == "natural":
+        if self.mode in _PERMUTED:
             order = rng.permutation(self.labelled)
         else:
             u = rng.random(self.epoch_size)

@@ -1,9 +1,12 @@
 """Pretraining on hashtags: the config-driven, jit-sharded loop with Orbax checkpoints.
 
     python -m weaksup train --config configs/tiny.py[:arg] --workdir DIR [--config.key=value ...]
+                            [--allow-config-change]
 
 `train_and_evaluate(config, workdir)` reads top to bottom in sections: set-up and checks /
-mesh / evaluators / checkpoint / data / optimiser / state / compiled step / loop. Everything
+mesh / evaluators / data / optimiser / workdir (locked; the newest intact checkpoint and its
+config checked against this one) / state / compiled step / loop. Nothing is written before
+the workdir section, so a rejected command leaves no trace. Everything
 it jits is the training library's (`weaksup.train_lib`): the state set-up, the update step
 and the predictions, shared with fine-tuning, the evaluators and the notebooks. Held-out
 metrics are evaluators (`weaksup.evaluators`), run every so many steps.
@@ -16,6 +19,8 @@ random numbers, and XLA:CPU runs the same program on the same devices bit for bi
 from __future__ import annotations
 
 import argparse
+import datetime
+import json
 import math
 import os
 import signal
@@ -35,7 +40,7 @@ from weaksup import checkpoint as ckpt_lib
 from weaksup import config as config_lib
 from weaksup import optimizer as optim_lib
 from weaksup.config import ConfigError
-from weaksup.errors import EXIT_OK, EXIT_PREEMPTED, RunFailed, UsageError
+from weaksup.errors import EXIT_OK, EXIT_PREEMPTED, RunFailed, StorageFailed, UsageError
 from weaksup.hashtags.vocabulary import Vocabulary
 
 
@@ -165,16 +170,63 @@ def _check_resume_vocab(ckpt: ckpt_lib.Checkpointer, step: int, vocab: Vocabular
         )
 
 
+# Settings that change how a run is watched, evaluated or stored, never what it trains: they
+# may differ on resume without --allow-config-change (a difference is still recorded).
+# Everything else (data, model, optimiser, loss, duration, mesh, workers) is a change.
+RESUME_MAY_CHANGE = ("log_every_steps", "holdout_every_steps", "evals", "checkpoint.every_steps",
+                     "checkpoint.every_minutes", "checkpoint.keep", "checkpoint.best_metric", "checkpoint.best_mode",
+                     "checkpoint.async_save", "checkpoint.on_corrupt", "nan_policy", "max_rollbacks")
+CONFIG_CHANGES = "config_changes.jsonl"
+
+
+def _may_change(key: str) -> bool:
+    return any(key == k or key.startswith(k + ".") for k in RESUME_MAY_CHANGE)
+
+
+def _format_changes(changes: Mapping[str, tuple[Any, Any]]) -> str:
+    return ", ".join(f"{k} {config_lib.format_value(old)} -> {config_lib.format_value(new)}"
+                     for k, (old, new) in changes.items())
+
+
+def _check_resume_config(ckpt: ckpt_lib.Checkpointer, step: int, config_json: Mapping[str, Any],
+                         allow: bool) -> dict[str, tuple[Any, Any]]:
+    """The differences from the config the checkpoint was trained with; ConfigError if not allowed."""
+    saved = ckpt.restore_json(step, ckpt_lib.CONFIG)
+    changes = config_lib.config_diff(saved, config_json)
+    blocking = {k: v for k, v in changes.items() if not _may_change(k)}
+    if blocking and not allow:
+        raise ConfigError(
+            f"the config differs from the one checkpoint {ckpt.directory / str(step)} was trained with: "
+            f"{_format_changes(blocking)}; rerun with the run's settings, or pass --allow-config-change "
+            f"to resume with the new ones (recorded in {CONFIG_CHANGES})")
+    return changes
+
+
+def _record_config_changes(workdir: Path, step: int, changes: Mapping[str, tuple[Any, Any]]) -> None:
+    """Appends one JSON line {step, time, changes: {key: [old, new]}} to the run's change log."""
+    line = json.dumps({"step": step, "time": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+                       "changes": {k: [old, new] for k, (old, new) in changes.items()}}, default=str)
+    with open(workdir / CONFIG_CHANGES, "a", encoding="utf-8") as f:
+        f.write(line + "\n")  # one write of a whole line: a reader never sees half of it
+        f.flush()
+        os.fsync(f.fileno())
+
+
 # ----------------------------------------------------------------------------------------
 # The run.
 # ----------------------------------------------------------------------------------------
 
 
-def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.PathLike) -> dict[str, Any]:
-    """Trains `config` in `workdir` (resuming from its latest checkpoint); returns final metrics.
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.PathLike, *,
+                       allow_config_change: bool = False) -> dict[str, Any]:
+    """Trains `config` in `workdir` (resuming from its latest intact checkpoint); returns final metrics.
 
     The result holds the last logged scalars plus "step" and "stopped" (None, or the
-    name of the signal that stopped the run early after saving).
+    name of the signal that stopped the run early after saving). Every check runs before
+    anything is written; the workdir is then locked for the run (`runner.hold_workdir`).
+    Resuming with a config that differs from the checkpoint's in a setting that changes
+    what is computed raises ConfigError listing the changes, unless `allow_config_change`
+    (they are then recorded in `config_changes.jsonl`).
     """
     workdir = Path(workdir).resolve()
 
@@ -192,21 +244,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
         raise ConfigError(f"global batch {gbs} is not divisible by {n_dev} devices x {accum} accumulation steps")
     model = train_lib.model_from_config(config.model, vocab.num_classes)
     evals = _make_evaluators(config, model, mesh, workdir, vocab)
-    ckpt_cfg = config.checkpoint
-    checkpointer = ckpt_lib.Checkpointer(
-        ckpt_lib.checkpoint_dir(workdir),
-        keep=ckpt_cfg.keep,
-        best_metric=ckpt_cfg.best_metric or None,
-        best_mode=ckpt_cfg.best_mode,
-        async_save=ckpt_cfg.async_save,
-    )
-    resume_step = checkpointer.latest_step()
-    if resume_step is not None:
-        _check_resume_vocab(checkpointer, resume_step, vocab)
-    config_json = config_lib.config_to_json(config)
-    if jax.process_index() == 0:
-        atomic.write_json(workdir / "config.json", config_json, sort_keys=True)
-    writer = metrics.MetricWriter(workdir)
 
     # --- Data: this process's share of every global batch. ---------------------------
     train_iter = _make_train_iterator(config)
@@ -221,134 +258,166 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
     except ValueError as e:
         raise ConfigError(f"config.optim: {e}") from None
 
-    # --- State: initialised in place, or restored onto this mesh (any device count). ---
-    def restore(step_at: int) -> train_lib.State:
-        state_at, _ = train_lib.create_train_state(model, mesh, config.input.image_size, tx=tx,
-                                                   checkpoint=(checkpointer, step_at), data_iterator=train_iter)
-        return state_at
+    # --- Workdir: locked for the run; nothing is written there before this point. -----
+    with runner.hold_workdir(workdir, "train"):
+        ckpt_cfg = config.checkpoint
+        checkpointer = ckpt_lib.Checkpointer(
+            ckpt_lib.checkpoint_dir(workdir),
+            keep=ckpt_cfg.keep,
+            best_metric=ckpt_cfg.best_metric or None,
+            best_mode=ckpt_cfg.best_mode,
+            async_save=ckpt_cfg.async_save,
+        )
+        resume_step = checkpointer.latest_good_step(ckpt_cfg.on_corrupt, set_aside=True)
+        config_json = config_lib.config_to_json(config)
+        changes: dict[str, tuple[Any, Any]] = {}
+        if resume_step is not None:
+            _check_resume_vocab(checkpointer, resume_step, vocab)
+            changes = _check_resume_config(checkpointer, resume_step, config_json, allow_config_change)
+        if jax.process_index() == 0:
+            if changes:
+                _record_config_changes(workdir, resume_step, changes)
+            atomic.write_json(workdir / "config.json", config_json, sort_keys=True)
+        writer = metrics.MetricWriter(workdir)
+        if changes:
+            writer.write_text(f"resuming step {resume_step} with a changed config: {_format_changes(changes)}")
 
-    if resume_step is None:
-        state, state_shardings = train_lib.create_train_state(model, mesh, config.input.image_size, tx=tx,
-                                                              rng=jax.random.PRNGKey(int(config.seed)))
-    else:
-        _, state_shardings = train_lib.create_train_state(model, mesh, config.input.image_size, tx=tx, abstract=True)
-        state = restore(resume_step)
-        writer.write_text(f"resumed from {checkpointer.directory / str(resume_step)}")
+        # --- State: initialised in place, or restored onto this mesh (any device count). ---
+        def restore(step_at: int) -> train_lib.State:
+            state_at, _ = train_lib.create_train_state(model, mesh, config.input.image_size, tx=tx,
+                                                       checkpoint=(checkpointer, step_at), data_iterator=train_iter)
+            return state_at
 
-    # --- Compiled step. ---------------------------------------------------------------
-    train_step = train_lib.make_train_step(model, tx, loss_fn, mesh, state_shardings, grad_accum_steps=accum,
-                                           learning_rate_fn=lr_fn)
+        if resume_step is None:
+            state, state_shardings = train_lib.create_train_state(model, mesh, config.input.image_size, tx=tx,
+                                                                  rng=jax.random.PRNGKey(int(config.seed)))
+        else:
+            _, state_shardings = train_lib.create_train_state(model, mesh, config.input.image_size, tx=tx, abstract=True)
+            state = restore(resume_step)
+            writer.write_text(f"resumed from {checkpointer.directory / str(resume_step)}")
 
-    # --- Loop. ------------------------------------------------------------------------
-    step = int(jax.device_get(state["step"]))
-    log_every = int(config.log_every_steps)
-    progress = metrics.Progress(total, gbs, n_dev, step)
-    first_step = step
-    last_save_step, last_save_time = step, time.time()
-    skip_steps: set[int] = set()
-    rollbacks = 0
-    pending: tuple[int, Any] | None = None  # a step whose metrics are not checked yet
-    last: dict[str, float] = {}
-    stopped = None
-    writer.write_text(f"training {config.model.name} for {total} steps (from step {step}), "
-                      f"global batch {gbs} on {n_dev} devices, {jax.process_count()} process(es)")
+        # --- Compiled step. ---------------------------------------------------------------
+        train_step = train_lib.make_train_step(model, tx, loss_fn, mesh, state_shardings, grad_accum_steps=accum,
+                                               learning_rate_fn=lr_fn)
 
-    def save(step_now: int, extra_metrics: Mapping[str, float] | None = None) -> None:
-        checkpointer.save(step_now, state, data_iterator=train_iter, config=config_json, vocab=vocab.to_json(),
-                          metrics=extra_metrics)
-        # How long the training thread waited for this (asynchronous) save.
-        writer.write_scalars(step_now, {"checkpoint/blocked_sec": checkpointer.save_blocked_s[-1]})
+        # --- Loop. ------------------------------------------------------------------------
+        step = int(jax.device_get(state["step"]))
+        log_every = int(config.log_every_steps)
+        progress = metrics.Progress(total, gbs, n_dev, step)
+        first_step = step
+        last_save_step, last_save_time = step, time.time()
+        skip_steps: set[int] = set()
+        rollbacks = 0
+        pending: tuple[int, Any] | None = None  # a step whose metrics are not checked yet
+        last: dict[str, float] = {}
+        stopped = None
+        writer.write_text(f"training {config.model.name} for {total} steps (from step {step}), "
+                          f"global batch {gbs} on {n_dev} devices, {jax.process_count()} process(es)")
 
-    def nonfinite(bad: int) -> int:
-        """Stops the run, or rolls back to the newest checkpoint; returns the step resumed at."""
-        nonlocal state, rollbacks
-        checkpointer.wait()
-        if config.nan_policy != "rollback" or rollbacks >= config.max_rollbacks:
-            checkpointer.close()
-            raise TrainingError(f"non-finite loss or parameters at step {bad}; stopping "
-                                f"(nan_policy={config.nan_policy}, rollbacks so far {rollbacks})")
-        back = checkpointer.latest_step()
-        if back is None:
-            checkpointer.close()
-            raise TrainingError(f"non-finite loss or parameters at step {bad} and no checkpoint to roll back to")
-        rollbacks += 1
-        writer.write_text(f"non-finite loss or parameters at step {bad}: rolling back to step {back} "
-                          f"({rollbacks}/{config.max_rollbacks})")
-        state = restore(back)
-        skip_steps.add(bad)
-        return back
-
-    with StopRequest() as stop:
-        while step < total:
+        def save(step_now: int, extra_metrics: Mapping[str, float] | None = None) -> None:
             try:
-                batch = next(train_iter)
-            except StopIteration:
-                writer.write_text(f"data exhausted at step {step}")
-                break
-            if step + 1 in skip_steps:
-                skip_steps.discard(step + 1)
-                writer.write_text(f"skipping the batch of step {step + 1} (non-finite loss before rollback)")
-                continue
-            state, m = train_step(state, sharding.make_global_batch(batch, mesh))
-            step += 1
-            if step == first_step + 1:
-                jax.block_until_ready(m)
-                progress.start(step)  # throughput excludes compilation
-            log_now = step % log_every == 0 or step == total
-            evals_now = [name for name, (every, _) in evals.items() if step % every == 0 or step == total]
-            due = ckpt_lib.save_interval_due(step, last_save_step, last_save_time, time.time(),
-                                             ckpt_cfg.every_steps, ckpt_cfg.every_minutes)
-            due, stop_now = _agree([due, stop.signal is not None])
-            save_now = due or stop_now or step == total
+                checkpointer.save(step_now, state, data_iterator=train_iter, config=config_json,
+                                  vocab=vocab.to_json(), metrics=extra_metrics)
+            except StorageFailed as e:
+                raise StorageFailed(f"{e}; training stopped after step {step_now}") from None
+            # How long the training thread waited for this (asynchronous) save.
+            writer.write_scalars(step_now, {"checkpoint/blocked_sec": checkpointer.save_blocked_s[-1]})
 
-            # The one finiteness check: every step's metrics are checked once, a step late
-            # (so the host stays a step ahead of the devices) unless this step is logged,
-            # evaluated or saved, which reads or keeps its state now.
-            sync = bool(log_now or evals_now or save_now)
-            unchecked = [pending] if pending is not None else []
-            if sync:
-                unchecked.append((step, m))
-            pending = None if sync else (step, m)
-            bad = next((s for s, sm in unchecked if not _finite(sm)), None)
-            if bad is not None:
-                step, pending = nonfinite(bad), None
-                continue
+        def nonfinite(bad: int) -> int:
+            """Stops the run, or rolls back to the newest checkpoint; returns the step resumed at."""
+            nonlocal state, rollbacks
+            checkpointer.wait()
+            if config.nan_policy != "rollback" or rollbacks >= config.max_rollbacks:
+                checkpointer.close()
+                raise TrainingError(f"non-finite loss or parameters at step {bad}; stopping "
+                                    f"(nan_policy={config.nan_policy}, rollbacks so far {rollbacks})")
+            back = checkpointer.latest_good_step(ckpt_cfg.on_corrupt, set_aside=True)
+            if back is None:
+                checkpointer.close()
+                raise TrainingError(f"non-finite loss or parameters at step {bad} and no checkpoint to roll back to")
+            rollbacks += 1
+            writer.write_text(f"non-finite loss or parameters at step {bad}: rolling back to step {back} "
+                              f"({rollbacks}/{config.max_rollbacks})")
+            state = restore(back)
+            skip_steps.add(bad)
+            return back
 
-            if log_now:
-                scalars = dict(jax.device_get(m))
-                scalars.update(progress.report(step))
-                scalars.update({f"data/{k}": v for k, v in train_iter.stats().items()
-                                if k in ("skipped_unreadable", "examples")})
-                writer.write_scalars(step, scalars)
-                last = {k: float(v) for k, v in scalars.items()}
-                eta = metrics.format_eta(scalars.get("perf/eta_sec", float("nan")))
-                writer.write_text(f"step {step}/{total} loss {scalars['loss']:.4f} prec@1 {scalars['prec@1']:.3f} "
-                                  f"lr {scalars.get('lr', 0):.4g} "
-                                  f"{scalars.get('perf/images_per_sec', float('nan')):.1f} img/s ETA {eta}")
-            if evals_now:
-                variables = train_lib.variables_of(state)
-                eval_scalars = {f"{name}/{k}": float(v) for name in evals_now
-                                for k, v in evals[name][1].run(variables, step=step).items()}
-                writer.write_scalars(step, eval_scalars)
-                last.update(eval_scalars)
-            if save_now:
-                save(step, {**last, "loss": float(jax.device_get(m["loss"]))})
-                last_save_step, last_save_time = step, time.time()
-            if stop_now:
-                name = signal.Signals(stop.signal).name if stop.signal else "a stop request on another process"
-                checkpointer.wait()
-                writer.write_text(f"stopped by {name} after step {step}: checkpoint {checkpointer.directory / str(step)} "
-                                  "saved; run the same command again to resume")
-                stopped = name
-                break
-    if pending is not None and not _finite(pending[1]):  # the data ran out right after a bad step
+        with StopRequest() as stop:
+            while step < total:
+                try:
+                    batch = next(train_iter)
+                except StopIteration:
+                    writer.write_text(f"data exhausted at step {step}")
+                    break
+                if step + 1 in skip_steps:
+                    skip_steps.discard(step + 1)
+                    writer.write_text(f"skipping the batch of step {step + 1} (non-finite loss before rollback)")
+                    continue
+                state, m = train_step(state, sharding.make_global_batch(batch, mesh))
+                step += 1
+                if step == first_step + 1:
+                    jax.block_until_ready(m)
+                    progress.start(step)  # throughput excludes compilation
+                log_now = step % log_every == 0 or step == total
+                evals_now = [name for name, (every, _) in evals.items() if step % every == 0 or step == total]
+                due = ckpt_lib.save_interval_due(step, last_save_step, last_save_time, time.time(),
+                                                 ckpt_cfg.every_steps, ckpt_cfg.every_minutes)
+                # A background save that failed stops every process within this step.
+                save_error = checkpointer.poll()
+                due, stop_now, save_failed = _agree([due, stop.signal is not None, save_error is not None])
+                if save_failed:
+                    raise StorageFailed(f"{save_error or 'a checkpoint save failed on another process'}; "
+                                        f"training stopped after step {step}")
+                save_now = due or stop_now or step == total
+
+                # The one finiteness check: every step's metrics are checked once, a step late
+                # (so the host stays a step ahead of the devices) unless this step is logged,
+                # evaluated or saved, which reads or keeps its state now.
+                sync = bool(log_now or evals_now or save_now)
+                unchecked = [pending] if pending is not None else []
+                if sync:
+                    unchecked.append((step, m))
+                pending = None if sync else (step, m)
+                bad = next((s for s, sm in unchecked if not _finite(sm)), None)
+                if bad is not None:
+                    step, pending = nonfinite(bad), None
+                    continue
+
+                if log_now:
+                    scalars = dict(jax.device_get(m))
+                    scalars.update(progress.report(step))
+                    scalars.update({f"data/{k}": v for k, v in train_iter.stats().items()
+                                    if k in ("skipped_unreadable", "examples")})
+                    writer.write_scalars(step, scalars)
+                    last = {k: float(v) for k, v in scalars.items()}
+                    eta = metrics.format_eta(scalars.get("perf/eta_sec", float("nan")))
+                    writer.write_text(f"step {step}/{total} loss {scalars['loss']:.4f} prec@1 {scalars['prec@1']:.3f} "
+                                      f"lr {scalars.get('lr', 0):.4g} "
+                                      f"{scalars.get('perf/images_per_sec', float('nan')):.1f} img/s ETA {eta}")
+                if evals_now:
+                    variables = train_lib.variables_of(state)
+                    eval_scalars = {f"{name}/{k}": float(v) for name in evals_now
+                                    for k, v in evals[name][1].run(variables, step=step).items()}
+                    writer.write_scalars(step, eval_scalars)
+                    last.update(eval_scalars)
+                if save_now:
+                    save(step, {**last, "loss": float(jax.device_get(m["loss"]))})
+                    last_save_step, last_save_time = step, time.time()
+                if stop_now:
+                    name = signal.Signals(stop.signal).name if stop.signal else "a stop request on another process"
+                    checkpointer.wait()
+                    writer.write_text(f"stopped by {name} after step {step}: checkpoint {checkpointer.directory / str(step)} "
+                                      "saved; run the same command again to resume")
+                    stopped = name
+                    break
+        if pending is not None and not _finite(pending[1]):  # the data ran out right after a bad step
+            checkpointer.close()
+            raise TrainingError(f"non-finite loss or parameters at step {pending[0]}; stopping (the data is exhausted)")
+        if step == total and checkpointer.latest_step() != step:
+            save(step, last)
         checkpointer.close()
-        raise TrainingError(f"non-finite loss or parameters at step {pending[0]}; stopping (the data is exhausted)")
-    if step == total and checkpointer.latest_step() != step:
-        save(step, last)
-    checkpointer.close()
-    writer.close()
-    return {**last, "step": step, "stopped": stopped}
+        writer.close()
+        return {**last, "step": step, "stopped": stopped}
 
 
 # ----------------------------------------------------------------------------------------
@@ -357,16 +426,25 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
 
 
 def _run(config: ml_collections.ConfigDict, args: argparse.Namespace) -> int:
-    result = train_and_evaluate(config, args.workdir)
+    result = train_and_evaluate(config, args.workdir, allow_config_change=args.allow_config_change)
     return EXIT_PREEMPTED if result.get("stopped") else EXIT_OK
+
+
+def _add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--allow-config-change", action="store_true",
+                        help="resume although the config differs from the run's (the change is recorded "
+                             f"in WORKDIR/{CONFIG_CHANGES})")
 
 
 def main(argv: list[str]) -> int:
     """`python -m weaksup train --config FILE.py[:arg] --workdir DIR [--config.key=value ...]`.
 
-    Exit status (`weaksup.errors`): 0 done; 2 a configuration, input or checkpoint problem
-    (one line on stderr naming the file or key); 1 training failed (non-finite loss); 75
+    Exit status (`weaksup.errors`): 0 done; 2 a configuration, input or checkpoint problem,
+    a config changed on resume, or a workdir another process holds (one line on stderr
+    naming the file or key); 1 training failed (non-finite loss); 74 a checkpoint could not
+    be written (disk full, permission; the previous checkpoint stays the latest); 75
     stopped by a signal after saving (run the same command again to resume).
     """
     return runner.run_config_command("train", __doc__.split("\n\n")[0], argv, _run,
-                                     workdir_help="run directory: checkpoints, metrics, config.json")
+                                     workdir_help="run directory: checkpoints, metrics, config.json",
+                                     add_arguments=_add_arguments)

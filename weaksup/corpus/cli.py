@@ -1,8 +1,11 @@
-"""`python -m weaksup corpus build|stats|verify ...`
+"""`python -m weaksup corpus build|balance|stats|verify ...`
 
   corpus build --source NAME [--input PATH] --output DIR [--option KEY=VALUE ...]
+               [--labels hashtags|caption|both] [--labeller weaksup|catlip]
                [--runner local|direct|DataflowRunner|FlinkRunner|SparkRunner] [--workers N]
                [--num-shards N] [--dedup-against SPEC ...] [--overwrite] [-- BEAM_ARGS...]
+  corpus balance --corpus DIR --output DIR2 --t T [--seed S] [--vocab FILE] [--num-shards N]
+               [--overwrite]
   corpus stats DIR [--json] [--verify] [--top N]
   corpus verify DIR
 """
@@ -17,10 +20,13 @@ from typing import Any
 import numpy as np
 
 from weaksup.corpus import pipeline
+from weaksup.corpus.balance import balance_corpus
 from weaksup.corpus.dedup import reference_hashes
 from weaksup.corpus.images import DEFAULT_MAX_PIXELS
 from weaksup.corpus.shards import Corpus, CorpusError
 from weaksup.corpus.sources.base import SourceError
+from weaksup.errors import EXIT_IO_ERROR, StorageFailed, UsageError
+from weaksup.hashtags.text import LABEL_SOURCES, LABELLERS
 
 _BUILD_EPILOG = """\
 sources: instaloader (download folders), webdataset (img2dataset tars + parquet),
@@ -28,6 +34,11 @@ jsonl / csv (manifests with image paths), yfcc (YFCC100M metadata + image folder
 emojigram (generated; no --input). Source options: --option KEY=VALUE (VALUE is parsed as
 a JSON literal when it parses, else kept as a string), e.g. --option group=post for
 instaloader, --option nouns=true for webdataset, --option images=DIR for yfcc.
+
+labels (webdataset, yfcc): --labels hashtags (default: the caption's hashtags, YFCC's user
+and machine tags), caption (the caption's noun phrases resolved to depictable WordNet
+senses: alt-text shards become labelled posts) or both; --labeller weaksup (default) or
+catlip (CatLIP's first-sense baseline). See weaksup/hashtags/text.py.
 
 runners: `local` (default) runs the pipeline's functions in a process pool; `direct` is
 Beam's DirectRunner; any other name (DataflowRunner, FlinkRunner, SparkRunner, ...) runs the
@@ -63,6 +74,10 @@ def _build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--output", required=True, help="corpus directory to write")
     ap.add_argument("--option", action="append", default=[], type=parse_option, metavar="KEY=VALUE",
                     help="source option (repeatable)")
+    ap.add_argument("--labels", choices=LABEL_SOURCES,
+                    help="label source (option labels; webdataset, yfcc): default hashtags")
+    ap.add_argument("--labeller", choices=LABELLERS,
+                    help="caption labeller (option labeller): default weaksup")
     ap.add_argument("--num-posts", type=int, help="emojigram: number of posts (option num_posts)")
     ap.add_argument("--seed", type=int, help="emojigram: generator seed (option seed)")
     ap.add_argument("--num-shards", type=int, default=16, help="number of output shards (default 16)")
@@ -94,6 +109,10 @@ def build_main(argv: list[str]) -> int:
         options["num_posts"] = args.num_posts
     if args.seed is not None:
         options["seed"] = args.seed
+    if args.labels is not None:
+        options["labels"] = args.labels
+    if args.labeller is not None:
+        options["labeller"] = args.labeller
     if args.num_shards < 1:
         print("corpus build: --num-shards must be >= 1", file=sys.stderr)
         return 2
@@ -121,11 +140,40 @@ def build_main(argv: list[str]) -> int:
     except (SourceError, CorpusError) as e:
         print(f"corpus build: {e}", file=sys.stderr)
         return 2
+    except StorageFailed as e:  # a full disk: the output folder is left as it was
+        print(f"corpus build: {e}", file=sys.stderr)
+        return EXIT_IO_ERROR
     if manifest is not None:
         summary = {"output": args.output, "records": manifest["records"], "shards": len(manifest["shards"]),
                    "skipped": manifest["skipped"], "normalised": manifest["normalised"],
                    "distinct_hashtags": manifest["hashtags"]["distinct"]}
         print(json.dumps(summary))
+    return 0
+
+
+def balance_main(argv: list[str]) -> int:
+    """`corpus balance`: writes a MetaCLIP-balanced subset as a corpus of its own."""
+    ap = argparse.ArgumentParser(
+        prog="python -m weaksup corpus balance",
+        description="Keep each post with probability max over its labels of min(1, t / count) "
+                    "(MetaCLIP balancing; weaksup/corpus/balance.py) and write the kept posts.")
+    ap.add_argument("--corpus", required=True, help="corpus directory to balance")
+    ap.add_argument("--output", required=True, help="corpus directory to write")
+    ap.add_argument("--t", type=float, required=True, help="threshold: posts kept per label at most ~t")
+    ap.add_argument("--seed", type=int, default=0, help="seed of the keep draws (default 0)")
+    ap.add_argument("--vocab", help="count labels under this vocabulary (default: normalised hashtags)")
+    ap.add_argument("--num-shards", type=int, help="output shards (default: as the input)")
+    ap.add_argument("--overwrite", action="store_true", help="replace an existing complete corpus")
+    args = ap.parse_args(argv)
+    try:
+        manifest = balance_corpus(args.corpus, args.output, t=args.t, seed=args.seed,
+                                  vocab_path=args.vocab, num_shards=args.num_shards,
+                                  overwrite=args.overwrite)
+    except UsageError as e:  # a bad corpus, output folder or vocabulary
+        print(f"corpus balance: {e}", file=sys.stderr)
+        return 2
+    print(json.dumps({"output": args.output, "records": manifest["records"],
+                      "shards": len(manifest["shards"]), **manifest["build"]["balance"]}))
     return 0
 
 
@@ -172,6 +220,8 @@ def main(argv: list[str]) -> int:
     cmd, rest = argv[0], argv[1:]
     if cmd == "build":
         return build_main(rest)
+    if cmd == "balance":
+        return balance_main(rest)
     if cmd == "stats":
         return stats_main(rest)
     if cmd == "verify":

@@ -24,8 +24,15 @@ One set of functions does the work; two runners drive them:
         all of the above as side inputs -> WriteManifest (last)
 
 * `runner="local"`: the same per-unit and per-shard functions in a multiprocessing pool
-  (a two-phase map/reduce through spill files in `OUTPUT/.build`). On a small machine it
-  avoids Beam's per-element overhead; both runners produce identical shards.
+  (a two-phase map/reduce through spill files; one worker runs them in this process). On
+  a small machine it avoids Beam's per-element overhead; both runners produce identical shards.
+
+A local output folder is locked for the build (`weaksup.workdir_lock`: a second build into
+it stops at once, naming the holder), and the build is written into `OUTPUT/.build` first:
+only a finished build with at least one record replaces what the folder held (the old
+manifest goes first, the new one is renamed in last), so a failed build -- a full disk
+(ENOSPC), an input with no posts, a crash -- leaves the previous corpus as it was and no
+spill behind. An input in which the source finds nothing to read is an error too.
 
 Output is deterministic: a post's shard is a hash of its id, posts are sorted by id within
 a shard, and of duplicate ids the first in input order is kept.
@@ -33,6 +40,7 @@ a shard, and of duplicate ids the first in input order is kept.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import heapq
@@ -48,15 +56,18 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from weaksup import atomic
+from weaksup import atomic, workdir_lock
 from weaksup.corpus import shards as shards_lib
 from weaksup.corpus.dedup import HashIndex, image_hashes
 from weaksup.corpus.images import DEFAULT_MAX_PIXELS, DEFAULT_MIN_SIDE, ImageError, check_image
 from weaksup.corpus.record import Post, encode_post
-from weaksup.corpus.sources.base import Skip, Source, get_source
+from weaksup.corpus.sources.base import Skip, Source, SourceError, get_source
+from weaksup.errors import StorageFailed, UsageError, os_cause
 
 SKIP_EXAMPLES = 5
 _DEDUP_BATCH = 256
+STAGING = ".build"  # OUTPUT/.build: the build in progress (shards, manifest, spill)
+_SPILL = ".spill"  # the local runner's map output, inside the folder it builds
 
 
 @dataclasses.dataclass(frozen=True)
@@ -79,6 +90,14 @@ class BuildConfig:
 
     def make_source(self) -> Source:
         return get_source(self.source, self.input, **self.options)
+
+    def work_units(self) -> list[str]:
+        """The source's work units; SourceError when the input holds nothing it reads."""
+        units = self.make_source().work_units()
+        if not units:
+            raise SourceError(f"{self.source}: {self.input or '(no input)'}: holds nothing the "
+                              f"{self.source} source reads (no posts found)")
+        return units
 
 
 class Keyed(NamedTuple):
@@ -284,7 +303,7 @@ def prepare_output(output: str, overwrite: bool) -> None:
         (out / shards_lib.MANIFEST).unlink()
     out.mkdir(parents=True, exist_ok=True)
     shards_lib.remove_incomplete(out)
-    shutil.rmtree(out / ".build", ignore_errors=True)
+    shutil.rmtree(out / STAGING, ignore_errors=True)
 
 
 # --- the local runner -------------------------------------------------------------------
@@ -339,20 +358,15 @@ def _local_reduce(task: tuple[str, str, int, int, list[int]]) -> tuple[Any, Coun
 
 
 def run_local(config: BuildConfig, output: str, workers: int | None = None, progress: bool = True) -> dict[str, Any]:
-    """Builds the corpus with a multiprocessing pool; returns the manifest."""
+    """Builds the corpus with a multiprocessing pool (one worker: in this process); returns the manifest."""
     import multiprocessing as mp
 
     from tqdm import tqdm
 
-    source = config.make_source()
-    units = source.work_units()
-    spill = Path(output) / ".build"
+    units = config.work_units()
+    spill = Path(output) / _SPILL
     spill.mkdir(parents=True, exist_ok=True)
     workers = max(1, workers or os.cpu_count() or 1)
-    # fork shares the parent's imported modules; but forking a process in which JAX has
-    # started its threads can deadlock, so such callers (notebooks, tests) get spawn.
-    fork_ok = sys.platform == "linux" and "jax" not in sys.modules
-    ctx = mp.get_context("fork" if fork_ok else "spawn")
     skips: list[Skip] = []
     fixes: Counter = Counter()
     shard_units: dict[int, list[int]] = {}
@@ -360,8 +374,21 @@ def run_local(config: BuildConfig, output: str, workers: int | None = None, prog
     start = time.time()
     bar = tqdm(total=len(units), unit="unit", disable=not progress, desc="read", dynamic_ncols=True)
     tasks = list(enumerate(units))
-    with ctx.Pool(workers, initializer=_local_init, initargs=(config, str(spill))) as pool:
-        for unit_index, n, sk, fx, shard_list in pool.imap_unordered(_local_map, tasks, chunksize=1):
+    if workers == 1:  # no pool to start: map and reduce run in this process
+        _local_init(config, str(spill))
+        pool = contextlib.nullcontext()
+        imap: Any = map
+    else:
+        # fork shares the parent's imported modules; but forking a process in which JAX has
+        # started its threads can deadlock, so such callers (notebooks, tests) get spawn.
+        fork_ok = sys.platform == "linux" and "jax" not in sys.modules
+        ctx = mp.get_context("fork" if fork_ok else "spawn")
+        pool = ctx.Pool(workers, initializer=_local_init, initargs=(config, str(spill)))
+
+        def imap(fn: Any, items: list) -> Iterator[Any]:
+            return pool.imap_unordered(fn, items, chunksize=1)
+    with pool:
+        for unit_index, n, sk, fx, shard_list in imap(_local_map, tasks):
             posts += n
             skips += sk
             fixes.update(fx)
@@ -376,18 +403,18 @@ def run_local(config: BuildConfig, output: str, workers: int | None = None, prog
         tags: Counter = Counter()
         wbar = tqdm(total=len(shard_units), unit="shard", disable=not progress, desc="write", dynamic_ncols=True)
         reduce_tasks = [(output, str(spill), s, config.num_shards, sorted(us)) for s, us in sorted(shard_units.items())]
-        for info, t, dups in pool.imap_unordered(_local_reduce, reduce_tasks, chunksize=1):
+        for info, t, dups in imap(_local_reduce, reduce_tasks):
             if info is not None:
                 infos.append(info)
             tags.update(t)
             skips += dups
             wbar.update(1)
         wbar.close()
+    _WORKER.clear()
     counts, examples = skip_summary(skips)
-    manifest = _write_manifest(output, infos, counts, examples, dict(fixes), dict(tags),
-                               build_info(config, "local", len(units)))
     shutil.rmtree(spill, ignore_errors=True)
-    return manifest
+    return _write_manifest(output, infos, counts, examples, dict(fixes), dict(tags),
+                           build_info(config, "local", len(units)))
 
 
 def _write_manifest(output: str, infos: Sequence[shards_lib.ShardInfo], skipped: dict[str, int],
@@ -423,7 +450,7 @@ def run_beam(config: BuildConfig, output: str, runner: str = "DirectRunner",
     from apache_beam.options.pipeline_options import PipelineOptions
     from apache_beam.pvalue import AsList
 
-    units = config.make_source().work_units()
+    units = config.work_units()
     # One bar per process would each claim the whole total: only the in-process
     # DirectRunner shows one.
     multi = any("multi_processing" in a for a in pipeline_args)
@@ -524,11 +551,82 @@ def run_beam(config: BuildConfig, output: str, runner: str = "DirectRunner",
 
 def build(config: BuildConfig, output: str, *, runner: str = "local", workers: int | None = None,
           pipeline_args: Sequence[str] = (), overwrite: bool = False, progress: bool = True) -> dict[str, Any] | None:
-    """Builds a corpus into `output` with the chosen runner ("local" or a Beam runner name)."""
-    prepare_output(output, overwrite)
-    if runner == "local":
-        return run_local(config, output, workers=workers, progress=progress)
+    """Builds a corpus into `output` with the chosen runner ("local" or a Beam runner name).
+
+    A local `output` is locked for the build, which is staged in `output/.build` and
+    replaces the folder's corpus only once it is complete and holds records (see the
+    module notes). Raises SourceError for an input without posts, CorpusError for a build
+    without records or a busy or unusable output, StorageFailed for a write that failed
+    (a full disk: ENOSPC), each with the output as it was before.
+    """
     if runner in ("direct", "DirectRunner") and workers and not any(a.startswith("--direct_num_workers") for a in pipeline_args):
         pipeline_args = [*pipeline_args, f"--direct_num_workers={workers}", "--direct_running_mode=multi_processing"]
-    return run_beam(config, output, runner="DirectRunner" if runner == "direct" else runner,
-                    pipeline_args=pipeline_args, progress=progress)
+    beam_runner = "DirectRunner" if runner == "direct" else runner
+
+    def run(into: str) -> dict[str, Any] | None:
+        if runner == "local":
+            return run_local(config, into, workers=workers, progress=progress)
+        return run_beam(config, into, runner=beam_runner, pipeline_args=pipeline_args, progress=progress)
+
+    if _is_remote(output):  # no local folder to lock or stage in: written in place, manifest last
+        return run(output)
+    out = Path(output)
+    created = not out.exists()
+    try:
+        with workdir_lock.hold(out, what="corpus build"):
+            _check_output(out, overwrite)
+            staging = out / STAGING
+            abandoned = f"the build was abandoned and {out} is left as it was"
+            try:
+                try:
+                    staging.mkdir()
+                    manifest = run(str(staging))
+                except OSError as e:  # the build's own files: spill, hashtag counts, manifest
+                    where = f" writing {e.filename}" if e.filename else ""
+                    raise StorageFailed(f"{out}: {os_cause(e) or e}{where}; {abandoned}") from None
+                except shards_lib.CorpusError as e:
+                    if os_cause(e):  # the shard writer (riegeli) reports a full disk in its message
+                        raise StorageFailed(f"{e}; {abandoned}") from None
+                    raise shards_lib.CorpusError(f"{e}; {abandoned}") from None
+                if manifest is None or not manifest["records"]:
+                    skipped = json.dumps((manifest or {}).get("skipped", {}))
+                    raise shards_lib.CorpusError(f"{out}: the build produced no records from "
+                                                 f"{config.input or config.source} (skipped: {skipped}); {abandoned}")
+                _commit(staging, out)
+            finally:
+                shutil.rmtree(staging, ignore_errors=True)
+    except UsageError as e:
+        if not isinstance(e, shards_lib.CorpusError):  # a busy or unusable folder (workdir_lock)
+            raise shards_lib.CorpusError(f"output folder: {e}") from None
+        raise
+    finally:
+        if created:
+            with contextlib.suppress(OSError):
+                out.rmdir()  # only when the failed build left it empty
+    return manifest
+
+
+def _check_output(out: Path, overwrite: bool) -> None:
+    """Refuses a complete corpus unless `overwrite` (and then leaves it for `_commit`); clears an interrupted build."""
+    if (out / shards_lib.MANIFEST).exists():
+        if not overwrite:
+            raise shards_lib.CorpusError(
+                f"{out}: already holds a complete corpus ({shards_lib.MANIFEST}); pass --overwrite to rebuild"
+            )
+    else:
+        shards_lib.remove_incomplete(out)
+    shutil.rmtree(out / STAGING, ignore_errors=True)
+
+
+def _commit(staging: Path, out: Path) -> None:
+    """Moves a finished build from `staging` into `out`, replacing the corpus there.
+
+    Renames only, on one file system, so a full disk cannot stop it half way; the old
+    manifest goes first and the new one comes last, so no moment looks complete but mixed.
+    """
+    (out / shards_lib.MANIFEST).unlink(missing_ok=True)
+    shards_lib.remove_incomplete(out)
+    for p in sorted(staging.iterdir()):
+        if p.is_file() and p.name != shards_lib.MANIFEST:
+            os.replace(p, out / p.name)
+    os.replace(staging / shards_lib.MANIFEST, out / shards_lib.MANIFEST)

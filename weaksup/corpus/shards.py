@@ -30,9 +30,10 @@ from pathlib import Path
 from typing import Any
 
 from weaksup import atomic
-from weaksup.errors import UsageError
 from weaksup.atomic import TMP_PREFIX
+from weaksup.corpus.confine import UnsafeFile, check_file
 from weaksup.corpus.record import Post, RecordError, decode_post
+from weaksup.errors import UsageError, os_cause
 
 MANIFEST = "manifest.json"
 HASHTAG_COUNTS = "hashtag_counts.json"
@@ -83,17 +84,24 @@ def write_shard(path: str | os.PathLike[str], records: Iterable[bytes]) -> Shard
         raise CorpusError(f"shard {path}: folder {path.parent} does not exist")
     n = 0
     with atomic.replacing(path) as tmp:
-        writer = ArrayRecordWriter(str(tmp), WRITER_OPTIONS)
+        # riegeli reports I/O failures (a full disk, ...) as RuntimeError, from a write or,
+        # as buffered data is flushed, from close.
         try:
-            for rec in records:
-                writer.write(rec)
-                n += 1
-            if not writer.ok():
-                raise CorpusError(f"shard {path}: ArrayRecord writer reported an error")
-        except RuntimeError as e:  # riegeli reports I/O failures (disk full, ...) this way
-            raise CorpusError(f"shard {path}: write failed: {e}") from None
-        finally:
-            writer.close()
+            writer = ArrayRecordWriter(str(tmp), WRITER_OPTIONS)
+            try:
+                for rec in records:
+                    writer.write(rec)
+                    n += 1
+                ok = writer.ok()
+            finally:
+                writer.close()
+        except CorpusError:  # from the records themselves (a source corpus's shard)
+            raise
+        except RuntimeError as e:
+            cause = os_cause(e)  # e.g. "No space left on device (ENOSPC)", from riegeli's message
+            raise CorpusError(f"shard {path}: write failed: {f'{cause}: ' if cause else ''}{_short(e)}") from None
+        if not ok:
+            raise CorpusError(f"shard {path}: ArrayRecord writer reported an error")
         info = ShardInfo(path.name, n, tmp.stat().st_size, file_sha256(tmp))
     return info
 
@@ -175,12 +183,57 @@ class RecordLocator:
         return f"shard {self.shard_paths[k]} record {j}"
 
 
+def _manifest_file(directory: Path, name: Any, what: str) -> Path:
+    """`directory / name` for a file the manifest names: a plain name of a regular file inside `directory`.
+
+    A hand-edited manifest must not make the reader open `/etc/passwd`, `../other` or a FIFO.
+    """
+    if not isinstance(name, str) or not name or name in (".", "..") or "/" in name or "\\" in name \
+            or "\x00" in name:
+        raise CorpusError(f"{directory / MANIFEST}: {what} {name!r} is not a file name in {directory}")
+    path = directory / name
+    try:
+        check_file(path, directory)
+    except UnsafeFile as e:
+        raise CorpusError(f"{what} {path}: {e.detail} ({e.reason}; listed in {MANIFEST})") from None
+    except FileNotFoundError:
+        raise CorpusError(f"{what} {path}: missing (listed in {MANIFEST})") from None
+    except OSError as e:
+        raise CorpusError(f"{what} {path}: {e.strerror or e}") from None
+    return path
+
+
+def shard_record_count(path: str | os.PathLike[str]) -> int:
+    """Records in one ArrayRecord shard, from its footer (cheap: no record is read).
+
+    Raises CorpusError naming the shard when it is not a readable ArrayRecord file.
+    """
+    from array_record.python.array_record_module import ArrayRecordReader
+
+    try:  # riegeli reports a corrupt file as RuntimeError/ValueError, at open, count or close
+        reader = ArrayRecordReader(str(path), "readahead_buffer_size:0")
+        try:
+            n = int(reader.num_records())
+        finally:
+            reader.close()
+    except Exception as e:
+        raise CorpusError(f"shard {path}: not a readable ArrayRecord file: {_short(e)}") from None
+    return n
+
+
+def _short(e: BaseException) -> str:
+    """The first line of an exception's message (riegeli's span several, with C++ frames)."""
+    text = str(e).strip().splitlines()
+    return text[0][:300] if text else type(e).__name__
+
+
 class Corpus:
     """Read access to a complete corpus directory (one with a manifest).
 
-    Opening checks that every shard the manifest lists exists with its recorded size;
-    each shard's record count is checked when it is first read; `verify()` checks
-    checksums and decodes every record.
+    Opening checks that every shard the manifest lists is a regular file in the corpus
+    folder with its recorded size and record count (read from each shard's footer, so a
+    garbage or swapped shard and a hand-edited count fail here, naming the shard);
+    `verify()` checks checksums and decodes every record.
     """
 
     def __init__(self, path: str | os.PathLike[str]):
@@ -203,14 +256,17 @@ class Corpus:
                 f"{mpath}: unsupported format_version {self.manifest.get('format_version')!r}"
             )
         self.shards = shards
-        self.shard_paths: list[Path] = [self.path / s.name for s in shards]
+        self.shard_paths: list[Path] = [_manifest_file(self.path, s.name, "shard") for s in shards]
         for info, p in zip(shards, self.shard_paths):
-            if not p.exists():
-                raise CorpusError(f"shard {p}: missing (listed in {MANIFEST})")
             size = p.stat().st_size
             if size != info.bytes:
                 raise CorpusError(
                     f"shard {p}: {size} bytes, manifest says {info.bytes} (truncated or replaced)"
+                )
+            n = shard_record_count(p)
+            if n != info.records:
+                raise CorpusError(
+                    f"shard {p}: {n} records, manifest says {info.records} (manifest edited or shard replaced)"
                 )
         starts, total = [], 0
         for s in shards:
@@ -237,7 +293,7 @@ class Corpus:
                 r = ArrayRecordReader(str(p), "readahead_buffer_size:0")
                 n = r.num_records()
             except Exception as e:
-                raise CorpusError(f"shard {p}: cannot open: {e}") from None
+                raise CorpusError(f"shard {p}: cannot open: {_short(e)}") from None
             if n != self.shards[k].records:
                 r.close()
                 raise CorpusError(
@@ -263,7 +319,7 @@ class Corpus:
         except CorpusError:
             raise
         except Exception as e:
-            raise CorpusError(f"shard {self.shard_paths[k]}: record {j}: {e}") from None
+            raise CorpusError(f"shard {self.shard_paths[k]}: record {j}: {_short(e)}") from None
 
     def __getitem__(self, i: int) -> Post:
         k, j = self._locate(i)
@@ -282,7 +338,7 @@ class Corpus:
             try:
                 batch = r.read(list(range(lo, min(n, lo + step))))
             except Exception as e:
-                raise CorpusError(f"shard {self.shard_paths[k]}: records {lo}+: {e}") from None
+                raise CorpusError(f"shard {self.shard_paths[k]}: records {lo}+: {_short(e)}") from None
             for j, data in enumerate(batch):
                 try:
                     yield decode_post(data)
@@ -297,12 +353,16 @@ class Corpus:
 
     def hashtag_counts(self) -> dict[str, int]:
         """{raw hashtag as written: number of posts using it} over the whole corpus."""
-        name = self.manifest.get("hashtags", {}).get("file", HASHTAG_COUNTS)
-        p = self.path / name
+        hashtags = self.manifest.get("hashtags")
+        name = hashtags.get("file", HASHTAG_COUNTS) if isinstance(hashtags, dict) else HASHTAG_COUNTS
+        p = _manifest_file(self.path, name, "hashtag counts")
         try:
-            return json.loads(p.read_text(encoding="utf-8"))
+            counts = json.loads(p.read_text(encoding="utf-8"))
         except (OSError, ValueError) as e:
             raise CorpusError(f"{p}: unreadable hashtag counts: {e}") from None
+        if not isinstance(counts, dict):
+            raise CorpusError(f"{p}: hashtag counts are not a JSON object")
+        return counts
 
     def data_source(self) -> Any:
         """A grain ArrayRecordDataSource over the shards, yielding record bytes."""

@@ -39,7 +39,8 @@ import jax
 import ml_collections
 
 from weaksup import checkpoint as ckpt_lib
-from weaksup import evaluators, runner, sharding, train_lib
+from weaksup import config as config_lib
+from weaksup import evaluators, runner, sharding, train_lib, validation
 from weaksup.config import ConfigError
 from weaksup.errors import EXIT_OK
 from weaksup.evaluators.results import write_results
@@ -76,8 +77,9 @@ def load_inits(config: ml_collections.ConfigDict, mesh: Any) -> list[Init]:
         step = None if want < 0 else want
         pcfg, vocab, model, variables = ckpt_lib.load_pretrained(workdir, step=step, mesh=mesh)
         if step is None:
-            ckpt = ckpt_lib.Checkpointer(ckpt_lib.checkpoint_dir(workdir), read_only=True)
-            step = ckpt.latest_step()
+            # The step load_pretrained restored: the newest intact one (it has warned of any it skipped).
+            ckpt = ckpt_lib.Checkpointer(ckpt_lib.checkpoint_dir(workdir), read_only=True, warn=lambda _: None)
+            step = ckpt.latest_good_step()
             ckpt.close()
         saved = (str(pcfg.model.name), dict(pcfg.model.overrides))
         if name and (name, overrides) != saved:
@@ -105,6 +107,7 @@ def load_inits(config: ml_collections.ConfigDict, mesh: Any) -> list[Init]:
 def evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -> dict[str, dict[str, dict[str, float]]]:
     """Runs all evaluators for all inits; writes and returns {init: {eval: {metric: value}}}."""
     workdir = Path(workdir).resolve()
+    config_lib.check_values(config, validation.EVALUATE)
     mesh = sharding.make_mesh(config.mesh)
     dataset = {("dataset" if k == "name" else k): v for k, v in config.dataset.items()}
     # Fail on a wrong dataset name, split or key before loading or compiling anything.
@@ -148,7 +151,8 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -> dict[str
 
 
 def _run(config: ml_collections.ConfigDict, args: argparse.Namespace) -> int:
-    evaluate(config, args.workdir)
+    with runner.hold_workdir(args.workdir, "evaluate"):  # one evaluation per folder at a time
+        evaluate(config, args.workdir)
     print(f"evaluate: results in {Path(args.workdir) / 'results.md'}")
     return EXIT_OK
 

@@ -41,13 +41,14 @@ class HoldoutSet:
 def held_out_crops(corpus: Corpus, num_records: int, image_size: int) -> tuple[list[np.ndarray], list[int]]:
     """Evaluation crops of the corpus's last `num_records` records and their indices.
 
-    An unreadable record is left out (of a metric or a calibration set), never fatal.
+    A record that does not decode is left out (of a metric or a calibration set), never
+    fatal; a shard that cannot be read raises CorpusError naming it (`Corpus.record_bytes`).
     """
-    source = corpus.data_source()
     images, record_ids = [], []
     for i in range(max(len(corpus) - int(num_records), 0), len(corpus)):
+        data = corpus.record_bytes(i)
         try:
-            images.append(augment.eval_crop(decode_post(source[i]).image, image_size))
+            images.append(augment.eval_crop(decode_post(data).image, image_size))
         except (RecordError, ValueError, OSError):
             continue
         record_ids.append(i)

@@ -4,6 +4,13 @@
 vocabularies): NFKC (so full-width `ＤＯＧ` is `dog`), lowercase, separators dropped.
 `hashtag_words` keeps the word boundaries the user wrote (`Hot-Dog`, `hotDog`,
 `ice_cream`), which the resolver uses to find multiword WordNet lemmas.
+
+Letters are never spelt as other letters on the way to the resolver: accents fold
+(`café` -> `cafe`, by the resolver's `strip_accents`), but a letter without an accent to
+drop stays as it is (`ß`, `æ`, `ø`, `ł`, `þ`, `đ`), so `#ß` is not read as `ss`, the plural
+of `s` (sulfur). Of all Unicode letters only `ß` and `ẞ` become other letters under full
+case folding (`ß` -> `ss`); the words keep them, while the key of `normalize_hashtag` keeps
+full case folding, under which `#Straße` and `#STRASSE` are one hashtag.
 """
 
 from __future__ import annotations
@@ -39,6 +46,16 @@ def normalize_hashtag(tag: str) -> str:
     return _SEP_RE.sub("", _prepare(tag)).casefold()
 
 
+def _fold(text: str) -> str:
+    """Case folding that keeps each letter one letter: casefold, but `ß`/`ẞ` -> `ß`, not `ss`."""
+    folded = text.casefold()
+    if len(folded) == len(text):
+        return folded
+    # Some letter expanded (ß -> ss, ǰ -> j + caron, ...): lowercase those letters alone;
+    # an expanded accent still folds later in strip_accents.
+    return "".join(f if len(f := c.casefold()) == 1 else c.lower() for c in text)
+
+
 def hashtag_words(tag: str) -> list[str]:
     """The lowercase words of a hashtag as written: split at separators and camelCase.
 
@@ -49,7 +66,7 @@ def hashtag_words(tag: str) -> list[str]:
     out: list[str] = []
     for part in _WORD_SPLIT_RE.split(_prepare(tag)):
         if part:
-            out += [w.casefold() for w in _CAMEL_RE.split(part) if w]
+            out += [_fold(w) for w in _CAMEL_RE.split(part) if w]
     return out
 
 

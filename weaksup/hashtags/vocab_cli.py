@@ -7,6 +7,9 @@ import json
 import sys
 from pathlib import Path
 
+from weaksup import validation
+from weaksup.corpus.shards import CorpusError
+from weaksup.errors import EXIT_USAGE, UsageError
 from weaksup.hashtags.vocabulary import MODES, Vocabulary, VocabularyError
 from weaksup.labels import build_from_corpus
 
@@ -31,9 +34,9 @@ def main(argv: list[str]) -> int:
     b.add_argument("--corpus", required=True, help="corpus directory (shards + manifest.json)")
     b.add_argument("--mode", required=True, choices=MODES)
     b.add_argument("--output", required=True, help="vocabulary JSON to write")
-    b.add_argument("--top-k", "--k", dest="top_k", type=int, default=None,
+    b.add_argument("--top-k", "--k", dest="top_k", type=validation.option_type("vocab.top_k"), default=None,
                    help="keep the K most frequent labels (required by mode topk)")
-    b.add_argument("--min-count", type=int, default=None,
+    b.add_argument("--min-count", type=validation.option_type("vocab.min_count"), default=None,
                    help="keep labels seen at least N times (required by mode min_count)")
     b.add_argument("--under", action="append", default=[],
                    help="keep synsets below this one (name or wnid); repeatable")
@@ -49,6 +52,12 @@ def main(argv: list[str]) -> int:
     s.add_argument("path")
     s.add_argument("--top", type=int, default=20)
     args = parser.parse_args(argv)
+    if args.cmd == "build":
+        try:
+            validation.writable_file(args.output, "--output")  # before reading the corpus
+        except UsageError as e:
+            print(f"vocab: {e}", file=sys.stderr)
+            return EXIT_USAGE
 
     try:
         if args.cmd == "build":
@@ -71,7 +80,10 @@ def main(argv: list[str]) -> int:
             for i in range(min(args.top, vocab.num_classes)):
                 tags = ", ".join(list(vocab.hashtags[i])[:5])
                 print(f"{i:6d} {vocab.wnids[i]:<12} {vocab.names[i]:<28} {vocab.frequencies[i]:>9}  {tags}")
-    except (VocabularyError, RuntimeError) as e:  # CorpusError / WordNetError are RuntimeErrors
+    except CorpusError as e:  # a missing, incomplete or corrupt corpus, named by file: bad input
+        print(f"vocab: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    except (VocabularyError, RuntimeError) as e:  # WordNetError is a RuntimeError
         print(f"vocab: {e}", file=sys.stderr)
         return 1
     for line in _coverage_lines(vocab):

@@ -11,6 +11,7 @@ import argparse
 import dataclasses
 import json
 
+from weaksup import validation
 from weaksup.models import get_model, list_models, model_config
 from weaksup.models.counting import count_macs, count_params
 from weaksup.models.regnet import REGNET_STEMS, RegNetConfig
@@ -114,9 +115,9 @@ def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m weaksup models", description=__doc__.split("\n")[0])
     parser.add_argument("--summary", action="store_true", help="count parameters and multiply-adds")
     parser.add_argument("--model", action="append", help="only this model (repeatable); prints its architecture")
-    parser.add_argument("--num-classes", type=int, default=1000)
+    parser.add_argument("--num-classes", type=validation.option_type("models.num_classes"), default=1000)
     parser.add_argument(
-        "--image-size", type=int, default=None,
+        "--image-size", type=validation.option_type("models.image_size"), default=None,
         help="default: 224 (ImageNet stem, published ViT/RegNetY) / 32 (small stem, tiny variants)",
     )
     parser.add_argument("--json", action="store_true", help="JSON lines instead of a table")

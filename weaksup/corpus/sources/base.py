@@ -18,8 +18,10 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import PurePosixPath, PureWindowsPath
 from typing import Any, NamedTuple, Protocol, runtime_checkable
 
+from weaksup.corpus.confine import UnsafeFile, check_file, read_file
 from weaksup.corpus.record import MAX_CAPTION_CHARS, Post, make_post
-from weaksup.hashtags.extract import extract_hashtags, extract_nouns
+from weaksup.hashtags.extract import extract_hashtags
+from weaksup.hashtags.text import LABEL_SOURCES, LABELLERS, get_labeller
 
 
 class Skip(NamedTuple):
@@ -127,11 +129,17 @@ def assemble_post(
     fixes: list[str] | None = None,
     max_hashtags: int = DEFAULT_MAX_HASHTAGS,
     nouns: bool = False,
+    labels: str = "hashtags",
+    labeller: str = "weaksup",
 ) -> Post | Skip:
     """Builds a Post from an image and a caption and/or explicit hashtags.
 
     Hashtags are `hashtags` when given, else those extracted from `caption`; with
-    `nouns=True` a caption without hashtags contributes its WordNet nouns instead.
+    `nouns=True` a caption without hashtags contributes its caption labels instead.
+    `labels` chooses the label source: "hashtags" (the above), "caption" (only the
+    caption's labels), or "both" (hashtags, then caption labels). Caption labels come from
+    `weaksup.hashtags.text` with `labeller`; their senses are listed in
+    meta["caption_synsets"].
     Repeats are dropped and the list is capped at `max_hashtags`. Returns
     Skip("no_hashtags") when nothing is left. Normalisations are listed in meta["fixes"].
     """
@@ -141,12 +149,17 @@ def assemble_post(
         if caption is None:
             return Skip("missing_caption", id, "no caption and no tags")
         tags = list(extract_hashtags(caption))
-        if not tags and nouns:
-            tags = list(extract_nouns(caption))
-            if tags:
-                meta["tags_from"] = "nouns"
     else:
         tags = list(hashtags)
+    fallback = labels == "hashtags" and nouns and hashtags is None and not tags
+    if labels != "hashtags" or fallback:
+        found = get_labeller(labeller).labels(caption) if caption else []
+        terms = [label.term for label in found]
+        tags = terms if labels == "caption" or fallback else tags + terms
+        if terms or not fallback:
+            meta["tags_from"] = "nouns" if fallback else labels
+        if found:
+            meta["caption_synsets"] = [label.synset for label in found]
     seen: set[str] = set()
     kept: list[str] = []
     for t in tags:
@@ -171,6 +184,15 @@ def assemble_post(
     return make_post(id, image, kept, caption=caption, source=source, meta=meta)
 
 
+def check_label_options(source: str, labels: str, labeller: str) -> tuple[str, str]:
+    """The `labels` and `labeller` source options, validated (SourceError names the bad one)."""
+    if labels not in LABEL_SOURCES:
+        raise SourceError(f"{source}: option labels={labels!r}; expected one of {', '.join(LABEL_SOURCES)}")
+    if labeller not in LABELLERS:
+        raise SourceError(f"{source}: option labeller={labeller!r}; expected one of {', '.join(LABELLERS)}")
+    return labels, labeller
+
+
 def safe_relative(path: str) -> bool:
     """True when `path` stays inside the directory it is relative to (no abs, no '..')."""
     if not path or "\x00" in path:
@@ -179,13 +201,34 @@ def safe_relative(path: str) -> bool:
     return not p.is_absolute() and ".." not in p.parts and not PureWindowsPath(path).drive
 
 
-def read_file_capped(path: str | os.PathLike[str], limit: int) -> bytes:
-    """Reads a whole file, refusing (ValueError) files larger than `limit` bytes."""
-    size = os.path.getsize(path)
-    if size > limit:
-        raise ValueError(f"{size} bytes > limit {limit}")
-    with open(path, "rb") as f:
-        return f.read(limit + 1)
+def read_file_capped(path: str | os.PathLike[str], limit: int, root: str | os.PathLike[str] | None = None) -> bytes:
+    """Reads a whole regular file, refusing (ValueError) files larger than `limit` bytes.
+
+    With `root`, a path whose real location is outside it raises UnsafeFile("unsafe_path");
+    anything but a regular file raises UnsafeFile("not_a_file") without being opened
+    (`weaksup.corpus.confine`). Sources turn an UnsafeFile into `unsafe_skip`.
+    """
+    return read_file(path, limit, root)
+
+
+def unsafe_skip(error: UnsafeFile, item: str) -> Skip:
+    """The Skip of a path `confine` refused: reason unsafe_path or not_a_file, counted, never opened."""
+    return Skip(error.reason, item[:500], error.detail[:300])
+
+
+def refused(path: str | os.PathLike[str], root: str | os.PathLike[str] | None, item: str) -> Skip | None:
+    """The Skip of an input file that must not be read (unsafe_path, not_a_file, unreadable_file), else None.
+
+    For a source's own input files (manifests, metadata, archives), checked before they
+    are listed into work units and again when a unit is read.
+    """
+    try:
+        check_file(path, root)
+    except UnsafeFile as e:
+        return unsafe_skip(e, item)
+    except OSError as e:
+        return Skip("unreadable_file", item[:500], str(e)[:300])
+    return None
 
 
 def byte_range_units(path: str | os.PathLike[str], chunk_bytes: int, label: str) -> list[str]:

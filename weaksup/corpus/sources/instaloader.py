@@ -13,7 +13,9 @@ Videos, comments, location files and profile pictures are ignored. The input is 
 download folder or a folder of them (one per profile/hashtag); every folder holding
 `*_UTC*` files is read. Hashtags come from the caption (the .txt, else the metadata).
 `group="image"` (default) makes one post per image; `group="post"` one post per sidecar
-group, with its first image.
+group, with its first image. A post file that is a symlink leading out of the input folder
+is skipped as `unsafe_path`, one that is not a regular file (a FIFO, a device) as
+`not_a_file`; neither is opened.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import re
 from collections.abc import Iterator
 from pathlib import Path
 
+from weaksup.corpus.confine import UnsafeFile
 from weaksup.corpus.record import MAX_IMAGE_BYTES, Post
 from weaksup.corpus.sources.base import (
     DEFAULT_MAX_HASHTAGS,
@@ -33,6 +36,7 @@ from weaksup.corpus.sources.base import (
     assemble_post,
     decode_text,
     read_file_capped,
+    unsafe_skip,
 )
 
 _STEM = r"(\d{4}-\d{2}-\d{2}_\d{2}-\d{2}-\d{2}_UTC)"
@@ -87,7 +91,9 @@ class InstaloaderSource:
     def _scan(folder: Path) -> dict[str, dict]:
         posts: dict[str, dict] = {}
         for entry in sorted(os.scandir(folder), key=lambda e: e.name):
-            if not entry.is_file(follow_symlinks=False):
+            # Symlinks and special files named like post files are listed too: reading
+            # refuses and counts them (unsafe_path, not_a_file) instead of ignoring them.
+            if entry.is_dir(follow_symlinks=False):
                 continue
             name = entry.name
             if m := _IMAGE_RE.fullmatch(name):
@@ -122,20 +128,26 @@ class InstaloaderSource:
         if "meta" in files:
             path = folder / files["meta"]
             try:
-                raw = read_file_capped(path, MAX_META_BYTES)
+                raw = read_file_capped(path, MAX_META_BYTES, self.root)
                 if path.name.endswith(".xz"):
                     raw = lzma.decompress(raw, memlimit=256 << 20)
                 obj = json.loads(raw)
                 node = obj.get("node", obj) if isinstance(obj, dict) else {}
                 if not isinstance(node, dict):
                     node = {}
+            except UnsafeFile as e:
+                yield unsafe_skip(e, f"{rel}/{files['meta']}")
+                return
             except (OSError, ValueError, lzma.LZMAError) as e:
                 fixes.append("bad_metadata")
                 node = {"_error": f"{type(e).__name__}: {e}"}
         caption = None
         if "caption" in files:
             try:
-                caption = decode_text(read_file_capped(folder / files["caption"], 8 << 20), fixes)
+                caption = decode_text(read_file_capped(folder / files["caption"], 8 << 20, self.root), fixes)
+            except UnsafeFile as e:
+                yield unsafe_skip(e, f"{where}.txt")
+                return
             except (OSError, ValueError) as e:
                 yield Skip("unreadable_file", f"{where}.txt", str(e))
                 return
@@ -166,7 +178,10 @@ class InstaloaderSource:
             name = images[k]
             pid = base_id if k == 0 or self.group == "post" else f"{base_id}_{k}"
             try:
-                data = read_file_capped(folder / name, MAX_IMAGE_BYTES)
+                data = read_file_capped(folder / name, MAX_IMAGE_BYTES, self.root)
+            except UnsafeFile as e:
+                yield unsafe_skip(e, f"{rel}/{name}")
+                continue
             except (OSError, ValueError) as e:
                 yield Skip("unreadable_file", f"{rel}/{name}", str(e))
                 continue

@@ -3,10 +3,12 @@
   {"id": "p1", "image": "img/p1.jpg", "caption": "sunset #beach", "tags": ["beach"]}
   id,image,caption,tags          (CSV with a header row; tags split on commas/whitespace)
 
-Image paths are relative to the manifest's folder (or `base_dir`); absolute paths and
-paths with `..` are skipped as `unsafe_path` unless `allow_outside=True`. Explicit tags win
-over the caption's hashtags; rows without an id get `<manifest stem>:<row>`. The input is
-one manifest file or a folder of them. JSONL files are split into byte ranges for the
+Image paths are relative to the manifest's folder (or `base_dir`); absolute paths, paths
+with `..` and symlinks that lead out of that folder are skipped as `unsafe_path` unless
+`allow_outside=True`; FIFOs, devices and folders are skipped as `not_a_file` (neither is
+ever opened: `weaksup.corpus.confine`); a manifest file in an input folder is held to the
+same rules. Explicit tags win over the caption's hashtags; rows without an id get
+`<manifest stem>:<row>`. The input is one manifest file or a folder of them. JSONL files are split into byte ranges for the
 workers; a CSV file (quoted fields may span lines) is one work unit.
 """
 
@@ -20,6 +22,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+from weaksup.corpus.confine import UnsafeFile
 from weaksup.corpus.record import MAX_IMAGE_BYTES, Post
 from weaksup.corpus.sources.base import (
     DEFAULT_MAX_HASHTAGS,
@@ -30,7 +33,9 @@ from weaksup.corpus.sources.base import (
     decode_text,
     iter_lines_in_range,
     read_file_capped,
+    refused,
     safe_relative,
+    unsafe_skip,
 )
 
 _IMAGE_KEYS = ("image", "image_path", "path", "file", "filename")
@@ -79,10 +84,15 @@ class _ManifestSource:
         return self.root if self.root.is_dir() else self.root.parent
 
     def _files(self) -> list[str]:
-        if self.root.is_file():
+        if not self.root.is_dir():
             return [self.root.name]
+        # Not p.is_file(): a symlink or FIFO among the manifests is listed, then refused
+        # and counted by `_refused`.
         return sorted(p.name for p in self.root.iterdir()
-                      if p.is_file() and p.name.lower().endswith(self.suffixes))
+                      if p.name.lower().endswith(self.suffixes) and not p.is_dir())
+
+    def _refused(self, name: str) -> Skip | None:
+        return refused(self._base() / name, self._base() if self.root.is_dir() else None, name)
 
     @staticmethod
     def _first(row: Mapping[str, Any], keys: tuple[str, ...]) -> Any:
@@ -102,9 +112,12 @@ class _ManifestSource:
             return Skip("missing_image", pid, "no image path in row")
         if not self.allow_outside and not safe_relative(rel):
             return Skip("unsafe_path", f"{pid}: {rel}"[:500], "absolute or '..' image path")
-        image_path = (self.base_dir or manifest.parent) / rel
+        base = self.base_dir or manifest.parent
+        image_path = base / rel
         try:
-            data = read_file_capped(image_path, MAX_IMAGE_BYTES)
+            data = read_file_capped(image_path, MAX_IMAGE_BYTES, None if self.allow_outside else base)
+        except UnsafeFile as e:
+            return unsafe_skip(e, f"{pid}: {rel}")
         except FileNotFoundError:
             return Skip("missing_image", f"{pid}: {rel}"[:500], "file not found")
         except (OSError, ValueError) as e:
@@ -134,12 +147,19 @@ class JsonlSource(_ManifestSource):
     def work_units(self) -> list[str]:
         units: list[str] = []
         for f in self._files():
+            if self._refused(f) is not None:
+                units.append(json.dumps([f, 0, 0]))  # read() counts the refusal
+                continue
             units += byte_range_units(self._base() / f, self.bytes_per_unit, f)
         return units
 
     def read(self, unit: str) -> Iterator[Post | Skip]:
         name, start, stop = json.loads(unit)
         path = self._base() / name
+        refused = self._refused(name)
+        if refused is not None:
+            yield refused
+            return
         stem = Path(name).stem
         for offset, line in iter_lines_in_range(path, start, stop):
             where = f"{stem}:{offset}"
@@ -170,6 +190,10 @@ class CsvSource(_ManifestSource):
     def read(self, unit: str) -> Iterator[Post | Skip]:
         (name,) = json.loads(unit)
         path = self._base() / name
+        refused = self._refused(name)
+        if refused is not None:
+            yield refused
+            return
         try:
             # surrogateescape keeps bad bytes until we know which row they belong to.
             text = path.read_bytes().decode("utf-8", errors="surrogateescape")

@@ -11,9 +11,15 @@ img2dataset (`--output_format webdataset`) writes, per shard:
 The members of one sample are adjacent and share a key (the member name up to the first
 dot of its base name). Tars are streamed member by member and never extracted: members
 with absolute or `..` names, links and devices are skipped as `unsafe_path` and never
-followed. A caption missing from the tar is taken from the parquet; parquet rows whose
-download failed are counted as `download_failed`. Hashtags come from the caption; with
-`nouns=True` a caption without hashtags contributes its WordNet nouns instead.
+followed. An archive that breaks off inside a member header (a truncated download) counts
+its lost remainder as one `truncated` skip; a tar or parquet file that is a symlink leading
+out of the input folder is `unsafe_path`, one that is not a regular file `not_a_file`. A
+caption missing from the tar is taken from the parquet; parquet rows whose download failed
+are counted as `download_failed`. Hashtags come from the caption; with
+`nouns=True` a caption without hashtags contributes its caption labels instead. Option
+`labels` chooses the label source: "hashtags" (default, the above), "caption" (labels of
+the caption's noun phrases, `weaksup.hashtags.text`, so alt-text shards yield labelled
+posts) or "both"; `labeller` picks "weaksup" (default) or the "catlip" baseline.
 """
 
 from __future__ import annotations
@@ -24,14 +30,17 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from weaksup.corpus.confine import UnsafeFile, check_file
 from weaksup.corpus.record import MAX_IMAGE_BYTES, Post
 from weaksup.corpus.sources.base import (
     DEFAULT_MAX_HASHTAGS,
     Skip,
     SourceError,
     assemble_post,
+    check_label_options,
     decode_text,
     safe_relative,
+    unsafe_skip,
 )
 
 IMAGE_EXTS = ("jpg", "jpeg", "png", "webp")
@@ -45,6 +54,28 @@ def _split_member(name: str) -> tuple[str, str]:
     return (f"{head}/{stem}" if head else stem), ext.lower()
 
 
+def _lost_remainder(tar: tarfile.TarFile) -> tuple[str, str] | None:
+    """(skip reason, detail) when a streamed archive stopped before its real end, else None.
+
+    tarfile ends iteration quietly at a header that is cut short or invalid anywhere but
+    at the start, which would drop the rest of the archive unseen. At a proper end the
+    stream stopped after a whole zero block (or at the very end) and only zeros follow.
+    """
+    stream, at = tar.fileobj, tar.offset
+    consumed = stream.tell() - at
+    if consumed == 0:
+        return None  # no end-of-archive blocks, but nothing lost either
+    if consumed < tarfile.BLOCKSIZE:
+        return "truncated", f"archive ends inside a member header at byte {at}; the rest is lost"
+    try:
+        while block := stream.read(1 << 16):
+            if block.count(0) != len(block):
+                return "corrupt_archive", f"invalid member header at byte {at}; the rest of the archive is lost"
+    except (OSError, tarfile.TarError, EOFError) as e:
+        return "corrupt_archive", f"after byte {at}: {type(e).__name__}: {e}"
+    return None
+
+
 class WebDatasetSource:
     """Posts from img2dataset WebDataset tars (and parquet metadata)."""
 
@@ -55,6 +86,8 @@ class WebDatasetSource:
         input: str | None,
         *,
         nouns: bool = False,
+        labels: str = "hashtags",
+        labeller: str = "weaksup",
         max_hashtags: int = DEFAULT_MAX_HASHTAGS,
         use_parquet: bool = True,
     ):
@@ -64,14 +97,19 @@ class WebDatasetSource:
         if not self.root.exists():
             raise SourceError(f"webdataset: {self.root}: no such file or directory")
         self.nouns = bool(nouns)
+        self.labels, self.labeller = check_label_options(self.name, labels, labeller)
         self.max_hashtags = int(max_hashtags)
         self.use_parquet = bool(use_parquet)
 
     def _base(self) -> Path:
         return self.root if self.root.is_dir() else self.root.parent
 
+    def _confined(self, path: Path) -> None:
+        """Raises UnsafeFile for a tar/parquet that must not be opened (see `confine`)."""
+        check_file(path, self.root if self.root.is_dir() else None)
+
     def work_units(self) -> list[str]:
-        if self.root.is_file():
+        if not self.root.is_dir():  # one tar (read() refuses a FIFO or device)
             return [self.root.name]
         tars = sorted(p.name for p in self.root.glob("*.tar"))
         stems = {Path(t).stem for t in tars}
@@ -86,6 +124,10 @@ class WebDatasetSource:
         skips: list[Skip] = []
         if not self.use_parquet or not path.exists():
             return rows, skips
+        try:
+            self._confined(path)
+        except UnsafeFile as e:
+            return rows, [unsafe_skip(e, path.name)]
         try:
             import pyarrow.parquet as pq
 
@@ -106,6 +148,14 @@ class WebDatasetSource:
 
     def read(self, unit: str) -> Iterator[Post | Skip]:
         path = self._base() / unit
+        try:
+            self._confined(path)
+        except UnsafeFile as e:
+            yield unsafe_skip(e, unit)
+            return
+        except OSError as e:
+            yield Skip("unreadable_file", unit, str(e)[:300])
+            return
         rows, skips = self._parquet_rows(path.with_suffix(".parquet"))
         yield from skips
         if path.suffix == ".parquet":
@@ -150,6 +200,12 @@ class WebDatasetSource:
                 # part of this skip, not a post.
                 yield Skip("corrupt_archive", f"{unit}:{pending_key}", f"{type(e).__name__}: {e}")
                 pending_key = None
+            else:
+                lost = _lost_remainder(tar)
+                if lost is not None:
+                    # Like a break above: the sample in progress may have lost members.
+                    yield Skip(lost[0], f"{unit}:{pending_key or '(start)'}", lost[1])
+                    pending_key = None
         if pending_key is not None:
             yield from self._sample(unit, pending_key, files, rows)
 
@@ -185,5 +241,6 @@ class WebDatasetSource:
             meta["url"] = url[:2000]
         yield assemble_post(
             pid, files[image_ext], source=self.name, caption=caption, meta=meta, fixes=fixes,
-            max_hashtags=self.max_hashtags, nouns=self.nouns,
+            max_hashtags=self.max_hashtags, nouns=self.nouns, labels=self.labels,
+            labeller=self.labeller,
         )
