@@ -24,8 +24,9 @@ Arguments (`configs/emojigram_demo.py:key=value,...`), also used by the ablation
   resampling=R   sqrt (default) | natural | uniform
   noise=P        replace a fraction P of hashtags by draws from the marginal (default 0)
   examples=N     pretraining length in images (default 150000)
-  protocols=A+B  transfer protocols to run (default linear+fewshot+finetune; zeroshot: the
-                 hashtag head mapped to the target's synsets through WordNet, no target training)
+  protocols=A+B  transfer protocols to run (default linear+fewshot+finetune+zeroshot; zeroshot:
+                 the hashtag head mapped to the target's synsets through WordNet, calibrated on
+                 the corpus's held-out posts, no target training)
   model=NAME     the trunk (default resnext_tiny; vit_tiny and regnety_tiny are SWAG's at CPU
                  scale, vit_tiny with SWAG's AdamW recipe)
   runlocal       a tiny version for tests (2k posts, 30 steps, short transfer)
@@ -113,8 +114,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
 
     # --- Transfer (read by weaksup.demo into the evaluation config). ---------------
     c.transfer = ml_collections.ConfigDict()
-    # which evaluators run: linear probe, few-shot ridge, fine-tuning
-    c.transfer.protocols = tuple(arg.protocols.split("+")) if arg.protocols else ("linear", "fewshot", "finetune")
+    # which evaluators run: linear probe, few-shot ridge, fine-tuning, zero-shot through WordNet
+    c.transfer.protocols = (tuple(arg.protocols.split("+")) if arg.protocols
+                            else ("linear", "fewshot", "finetune", "zeroshot"))
     c.transfer.l2_grid = (1e-2, 1e-3) if local else (1e-1, 3e-2, 1e-2, 3e-3, 1e-3, 3e-4, 1e-4)
     c.transfer.shots = (1, 5) if local else (1, 5, 10, 25)
     c.transfer.seeds = (0, 1) if local else (0, 1, 2)

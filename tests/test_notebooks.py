@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import json
+import shutil
 from pathlib import Path
 
 import nbformat
@@ -97,6 +98,25 @@ def test_transfer_notebook(run_dir, monkeypatch):
     assert "1 evaluation results" in text
     assert f"transfer | pretrained | linear | {linear:.4f} |" in text
     assert _figures(nb) >= 1
+
+
+def test_transfer_notebook_shows_every_protocols_top1(run_dir, tmp_path, monkeypatch):
+    # A second evaluation beside the real one, as the demo writes it: few-shot and zero-shot
+    # name their top-1 `5shot_top1` and `top1`, not `test_top1`.
+    shutil.copytree(run_dir, tmp_path / "run", ignore=shutil.ignore_patterns("target"))
+    results = json.loads((run_dir / "transfer" / "results.json").read_text())
+    for init, shift in (("pretrained", 0.0), ("random", -0.1)):
+        results["results"].setdefault(init, {})
+        results["results"][init]["fewshot_ridge"] = {"5shot_top1": 0.4321 + shift, "10shot_top1": 0.5432 + shift}
+        results["results"][init]["zeroshot"] = {"top1": 0.0123 + shift / 10, "top5": 0.05}
+    (tmp_path / "run" / "more").mkdir()
+    (tmp_path / "run" / "more" / "results.json").write_text(json.dumps(results))
+    text = _text(_execute("03_transfer_results", tmp_path / "run", monkeypatch))
+    assert "more | pretrained | fewshot_ridge 5shot | 0.4321 |" in text
+    assert "more | random | fewshot_ridge 10shot | 0.4432 |" in text
+    assert "more | pretrained | zeroshot | 0.0123 |" in text
+    table = [line for line in text.splitlines() if line.startswith(("transfer |", "more |"))]
+    assert table and not [line for line in table if line.split(" | ")[3] == "None"]
 
 
 def test_notebook_names_a_missing_run_directory(tmp_path, monkeypatch):

@@ -9,10 +9,13 @@ from __future__ import annotations
 import importlib
 import sys
 
+from weaksup import console
+
 # command -> (module, description). Each module exposes `main(argv: list[str]) -> int`.
 COMMANDS: dict[str, tuple[str, str]] = {
     "wordnet": ("weaksup.wordnet", "install / inspect WordNet 3.0 and its compiled index"),
     "jpeg": ("weaksup.jpeg_region", "build / check the region JPEG decoder (libjpeg-turbo)"),
+    "onednn": ("weaksup.models.onednn_conv", "build / check the oneDNN CPU convolutions (libdnnl)"),
     "resolve": ("weaksup.hashtags.cli", "resolve hashtags to WordNet synsets (JSON lines)"),
     "corpus": ("weaksup.corpus.cli", "build or inspect an ArrayRecord hashtag corpus"),
     "vocab": ("weaksup.hashtags.vocab_cli", "build a label-space vocabulary from a corpus"),
@@ -20,25 +23,38 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("weaksup.train", "pretrain from a config (jit-sharded, Orbax checkpoints)"),
     "evaluate": ("weaksup.evaluators.cli", "linear probe / ridge / fine-tune evaluation"),
     "predict": ("weaksup.predict", "top-k hashtag labels of your own pictures from a run"),
+    "weights": ("weaksup.weights.cli", "import / export weights as PyTorch state dicts (.pth, .safetensors)"),
+    "runs": ("weaksup.runs", "list runs (status, step, metrics) or compare their results"),
+    "plot": ("weaksup.plot", "training-curve and transfer PNGs of a run"),
     "demo": ("weaksup.demo", "the EmojiGram experiment end to end"),
 }
 
 
+VERBOSITY_FLAGS = {"-q": -1, "--quiet": -1, "-v": 1, "--verbose": 1}
+
+
 def _usage() -> str:
-    lines = ["usage: python -m weaksup COMMAND [ARGS]", "", "commands:"]
+    lines = ["usage: weaksup [-v | -q] COMMAND [ARGS]   (or python -m weaksup ...)", "",
+             "  -v, --verbose   debug messages and the libraries' own logs",
+             "  -q, --quiet     warnings and errors only, no progress bars", "", "commands:"]
     lines += [f"  {name:<10} {desc}" for name, (_, desc) in COMMANDS.items()]
+    lines += ["", "`weaksup COMMAND --help` describes a command's options."]
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
+    argv = list(sys.argv[1:] if argv is None else argv)
+    # -v/-q are the package's own: accepted before or after the command (no command reuses them).
+    verbosity = sum(VERBOSITY_FLAGS[a] for a in argv if a in VERBOSITY_FLAGS)
+    argv = [a for a in argv if a not in VERBOSITY_FLAGS]
     if not argv or argv[0] in ("-h", "--help"):
-        print(_usage())
-        return 0
+        print(_usage(), file=sys.stdout if argv else sys.stderr)
+        return 0 if argv else 2
     name, rest = argv[0], argv[1:]
     if name not in COMMANDS:
         print(f"weaksup: unknown command {name!r}\n\n{_usage()}", file=sys.stderr)
         return 2
+    console.setup(max(-1, min(1, verbosity)))
     module = importlib.import_module(COMMANDS[name][0])
     return int(module.main(rest) or 0)
 

@@ -146,6 +146,9 @@ class Checkpointer:
         options = ocp.CheckpointManagerOptions(
             create=not read_only,
             read_only=read_only,
+            # A reader saves nothing: saying so up front spares a warning per option Orbax
+            # would otherwise reset for it.
+            save_interval_steps=0 if read_only else 1,
             enable_async_checkpointing=async_save,
             preservation_policy=ocp.checkpoint_managers.AnyPreservationPolicy(policies),
             # Partial saves of a killed run: Orbax never lists them; removing them on start

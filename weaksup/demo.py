@@ -15,7 +15,7 @@ resumes where it stopped:
 Corpora and vocabularies live under DATA_ROOT (default: runs/emojigram-data) keyed by
 their settings, so the ablation runs (configs/ablation_*.py) share them.
 
-results.json holds: "summary" (the headline numbers: linear-probe and fine-tune top-1
+results.json holds: "summary" (the headline numbers: linear-probe, fine-tune and zero-shot top-1
 for pretrained and random-init trunks and their differences), "transfer" (every
 evaluator's metrics per init), "pretraining" (final training metrics, steps, time),
 "data" (corpus records and skips, vocabulary size and coverage, target name and
@@ -169,11 +169,11 @@ def transfer_config(config: Any, pretrain_dir: Path, target_name: str, tfds_dir:
 def summarise(transfer: dict[str, dict[str, dict[str, float]]]) -> dict[str, float]:
     """The headline numbers: test top-1 per protocol and init, and pretrained - random."""
     out: dict[str, float] = {}
-    for protocol in ("linear", "finetune"):
+    for protocol, metric in (("linear", "test_top1"), ("finetune", "test_top1"), ("zeroshot", "top1")):
         for init in ("pretrained", "random"):
             metrics = transfer.get(init, {}).get(protocol, {})
-            if "test_top1" in metrics:
-                out[f"{protocol}_top1_{init}"] = float(metrics["test_top1"])
+            if metric in metrics:
+                out[f"{protocol}_top1_{init}"] = float(metrics[metric])
         if f"{protocol}_top1_pretrained" in out and f"{protocol}_top1_random" in out:
             out[f"{protocol}_top1_gain"] = out[f"{protocol}_top1_pretrained"] - out[f"{protocol}_top1_random"]
     return out
@@ -280,7 +280,8 @@ def _run(config: ml_collections.ConfigDict, args: argparse.Namespace) -> int:
     if "data" not in config or "transfer" not in config:
         raise config_lib.ConfigError(f"{args.config} is not a demo config (it lacks `data` and `transfer`)")
     tfds_dir = Path(args.tfds_dir) if args.tfds_dir else paths.tfds_data_dir()
-    results = run(config, Path(args.workdir).resolve(), Path(args.data_root).resolve(), tfds_dir)
+    with runner.hold_workdir(args.workdir, "demo") as workdir:  # one demo per folder at a time
+        results = run(config, workdir, Path(args.data_root).resolve(), tfds_dir)
     return EXIT_PREEMPTED if results is None else EXIT_OK
 
 

@@ -30,10 +30,32 @@ import numpy as np
 from jax.experimental import multihost_utils
 
 from weaksup import config as config_lib
-from weaksup import distributed, validation, workdir_lock
+from weaksup import console, distributed, validation, workdir_lock
 from weaksup.errors import EXIT_FAILED, EXIT_IO_ERROR, EXIT_USAGE, RunFailed, StorageFailed, UsageError
 
 Body = Callable[[ml_collections.ConfigDict, argparse.Namespace], int]
+
+
+OVERRIDES_HELP = """config overrides (after the options, any number):
+  --config.KEY=VALUE or --config.KEY VALUE   set one field of the loaded config, e.g.
+                                             --config.optim.base_lr=0.05 --config.input.resampling natural
+  VALUE is a Python literal of the field's type (strings may go unquoted); a group takes a dict.
+  Unknown keys and values outside a field's allowed range are refused (exit status 2)."""
+
+
+def join_override_values(args: list[str]) -> list[str]:
+    """['--config.a', 'v', '--config.b=w'] -> ['--config.a=v', '--config.b=w']."""
+    out: list[str] = []
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        if arg.startswith("--config.") and "=" not in arg and i + 1 < len(args) and not args[i + 1].startswith("--"):
+            out.append(f"{arg}={args[i + 1]}")
+            i += 2
+        else:
+            out.append(arg)
+            i += 1
+    return out
 
 
 def run_config_command(
@@ -48,16 +70,20 @@ def run_config_command(
     add_arguments: Callable[[argparse.ArgumentParser], None] | None = None,
 ) -> int:
     """Runs `body(config, args)` for `python -m weaksup COMMAND`; returns the exit status."""
-    parser = argparse.ArgumentParser(prog=f"python -m weaksup {command}", description=description,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    console.ensure_setup()
+    parser = argparse.ArgumentParser(prog=f"weaksup {command}", description=description,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     epilog=OVERRIDES_HELP)
     parser.add_argument("--config", required=config_default is None, default=config_default,
-                        help="configs/NAME.py[:key=value,...]" + (f" (default {config_default})" if config_default else ""))
+                        help="a config file or a shipped config's name, with its argument: configs/NAME.py[:ARG] "
+                        "or NAME[:ARG], e.g. tiny:runlocal" + (f" (default {config_default})" if config_default else ""))
     parser.add_argument("--workdir", required=workdir_default is None, default=workdir_default,
                         help=workdir_help + (f" (default {workdir_default})" if workdir_default else ""))
     if add_arguments is not None:
         add_arguments(parser)
     distributed.add_arguments(parser)
     args, rest = parser.parse_known_args(argv)
+    rest = join_override_values(rest)
     bad = [a for a in rest if not a.startswith("--config.")]
     if bad:
         parser.error(f"unrecognised arguments: {' '.join(bad)}")  # exits with status 2

@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
+import logging
 import math
 import os
 import signal
@@ -42,6 +43,8 @@ from weaksup import optimizer as optim_lib
 from weaksup.config import ConfigError
 from weaksup.errors import EXIT_OK, EXIT_PREEMPTED, RunFailed, StorageFailed, UsageError
 from weaksup.hashtags.vocabulary import Vocabulary
+
+log = logging.getLogger(__name__)
 
 
 class TrainingError(RunFailed):
@@ -417,7 +420,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
             save(step, last)
         checkpointer.close()
         writer.close()
-        return {**last, "step": step, "stopped": stopped}
+        return {**last, "step": step, "stopped": stopped, "first_step": first_step, "total_steps": total}
 
 
 # ----------------------------------------------------------------------------------------
@@ -425,8 +428,33 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
 # ----------------------------------------------------------------------------------------
 
 
+def summary(result: Mapping[str, Any], workdir: str | os.PathLike, seconds: float) -> str:
+    """What a finished `train` did, its final figures and where its outputs are (a few lines)."""
+    step, first, total = result["step"], result.get("first_step", 0), result.get("total_steps")
+    workdir = Path(workdir)
+    if result.get("stopped"):
+        head = f"train: stopped by {result['stopped']} at step {step} of {total}; run the same command to resume"
+    elif first == step == total:
+        head = f"train: {workdir} is already complete (step {step} of {total}); nothing to do"
+    else:
+        start = f"resumed at step {first}" if first else "from scratch"
+        head = f"train: complete, step {step} of {total} ({start}) in {seconds / 60:.1f} min"
+    figures = [f"{label} {result[key]:.4g}" for key, label in
+               (("loss", "loss"), ("prec@1", "prec@1"), ("holdout/mAP", "held-out hashtag mAP"))
+               if isinstance(result.get(key), (int, float))]
+    lines = [head]
+    if figures:
+        lines.append("  final: " + ", ".join(figures))
+    lines.append(f"  outputs: {workdir / 'checkpoints'}, {workdir / 'metrics.jsonl'}, {workdir / 'tensorboard'}")
+    lines.append(f"  next: weaksup plot {workdir} | weaksup evaluate --config ... pretrained={workdir}")
+    return "\n".join(lines)
+
+
 def _run(config: ml_collections.ConfigDict, args: argparse.Namespace) -> int:
+    t0 = time.time()
     result = train_and_evaluate(config, args.workdir, allow_config_change=args.allow_config_change)
+    if jax.process_index() == 0:
+        log.info(summary(result, args.workdir, time.time() - t0))
     return EXIT_PREEMPTED if result.get("stopped") else EXIT_OK
 
 

@@ -215,8 +215,8 @@ def stats_main(argv: list[str], verify_only: bool = False) -> int:
 def main(argv: list[str]) -> int:
     """Dispatches `corpus build|stats|verify`."""
     if not argv or argv[0] in ("-h", "--help"):
-        print(__doc__.strip())
-        return 0
+        print(__doc__.strip(), file=sys.stdout if argv else sys.stderr)
+        return 0 if argv else 2  # no subcommand is a usage error, as for every command
     cmd, rest = argv[0], argv[1:]
     if cmd == "build":
         return build_main(rest)

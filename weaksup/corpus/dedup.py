@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from weaksup import paths
+from weaksup import console, paths
 
 DEFAULT_THRESHOLD = 10
 DEFAULT_FINE_THRESHOLD = 56
@@ -313,5 +313,5 @@ def reference_hashes(spec: str, image_key: str = "image", data_dir: str | None =
         if not Path(spec).is_dir():
             raise FileNotFoundError(f"--dedup-against {spec}: not a folder and not tfds:NAME")
         items = hash_image_files(spec)
-    parts = [h for _, h in items]
+    parts = [h for _, h in console.progress(items, desc=f"hashing evaluation images {spec}", unit="img")]
     return np.concatenate(parts) if parts else np.zeros(0, REFERENCE_DTYPE)

@@ -31,6 +31,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import logging
 import time
 from pathlib import Path
 from typing import Any
@@ -43,9 +44,11 @@ from weaksup import config as config_lib
 from weaksup import evaluators, runner, sharding, train_lib, validation
 from weaksup.config import ConfigError
 from weaksup.errors import EXIT_OK
-from weaksup.evaluators.results import write_results
+from weaksup.evaluators.results import markdown_table, write_results
 from weaksup.hashtags.vocabulary import Vocabulary
 from weaksup.input_pipeline import Target
+
+log = logging.getLogger(__name__)
 
 
 class EvaluateError(ConfigError):
@@ -140,8 +143,7 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -> dict[str
             metrics = dict(evaluator.run(init.variables, step=init.step))
             metrics["seconds"] = round(time.time() - t0, 2)
             results[init.name][name] = metrics
-            print(f"evaluate: {init.name} {name}: " + ", ".join(f"{k} {v:.4g}" for k, v in metrics.items()),
-                  flush=True)
+            log.info("evaluate: %s %s: %s", init.name, name, ", ".join(f"{k} {v:.4g}" for k, v in metrics.items()))
             if jax_main:
                 write_results(workdir, results, meta)
     meta["complete"] = True
@@ -151,9 +153,12 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -> dict[str
 
 
 def _run(config: ml_collections.ConfigDict, args: argparse.Namespace) -> int:
+    t0 = time.time()
     with runner.hold_workdir(args.workdir, "evaluate"):  # one evaluation per folder at a time
-        evaluate(config, args.workdir)
-    print(f"evaluate: results in {Path(args.workdir) / 'results.md'}")
+        results = evaluate(config, args.workdir)
+    if jax.process_index() == 0:  # the run's summary: every metric beside its random-init floor
+        log.info("evaluate: done in %.1f min\n%s\nresults: %s (and results.json)", (time.time() - t0) / 60,
+                 markdown_table(results).rstrip(), Path(args.workdir) / "results.md")
     return EXIT_OK
 
 

@@ -22,7 +22,7 @@ from typing import Any
 import jax
 import numpy as np
 
-from weaksup import atomic, sharding, train_lib
+from weaksup import atomic, console, sharding, train_lib
 from weaksup.evaluators.context import Context, FeatureCache
 from weaksup.input_pipeline import Target, make_eval_iterator
 
@@ -35,19 +35,25 @@ def extract(
     variables: Any,
     batches: Iterable[Mapping[str, np.ndarray]],
     mesh: Any,
+    *,
+    total: int | None = None,
+    desc: str = "features",
 ) -> Features:
     """Features and labels of every real example of `batches` (this process's shares).
 
     Each batch holds `image` uint8, `label` int32 and `mask` bool for the process's part
     of a global batch; the result gathers all processes' examples, in batch order.
+    `total` (the examples expected) and `desc` label the progress bar.
     """
     feats, labels = [], []
-    for batch in batches:
-        g = sharding.make_global_batch(batch, mesh)
-        f = feature_fn(variables, g["image"])
-        keep = sharding.to_host(g["mask"]).astype(bool)
-        feats.append(sharding.to_host(f)[keep])
-        labels.append(sharding.to_host(g["label"])[keep])
+    with console.progress(total=total, desc=desc, unit="img") as bar:
+        for batch in batches:
+            g = sharding.make_global_batch(batch, mesh)
+            f = feature_fn(variables, g["image"])
+            keep = sharding.to_host(g["mask"]).astype(bool)
+            feats.append(sharding.to_host(f)[keep])
+            labels.append(sharding.to_host(g["label"])[keep])
+            bar.update(int(keep.sum()))
     if not feats:
         raise ValueError("no batches to extract features from")
     return np.concatenate(feats).astype(np.float32), np.concatenate(labels).astype(np.int32)
@@ -89,7 +95,9 @@ def split_features(
         hit = load_cached(path)
         if hit is not None:
             return hit
-    x, y = extract(feature_fn, variables, make_eval_iterator(target, split), mesh)
+    total = len(target.open(split)[0])
+    x, y = extract(feature_fn, variables, make_eval_iterator(target, split), mesh, total=total,
+                   desc=f"features {target.dataset}/{split}")
     if path is not None and jax.process_index() == 0:
         save_cached(path, x, y)
     return x, y

@@ -20,7 +20,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from weaksup import augment, losses, sharding, train_lib
+from weaksup import augment, console, losses, sharding, train_lib
 from weaksup import checkpoint as ckpt_lib
 from weaksup import optimizer as optim_lib
 from weaksup.config import ConfigError
@@ -137,7 +137,8 @@ class Evaluator:
                                                learning_rate_fn=lr_fn)
         first = int(jax.device_get(state["step"]))
         losses_seen: list[float] = []
-        for i in range(first, self.steps):
+        for i in console.progress(range(first, self.steps), total=self.steps, initial=first,
+                                  desc=f"finetune {data.dataset}", unit="step"):
             batch = next(train_iter)
             state, m = train_step(state, sharding.make_global_batch(batch, mesh))
             if i >= self.steps - 10:

@@ -43,6 +43,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from weaksup import console
 from weaksup.config import ConfigError
 from weaksup.evaluators.context import Context
 from weaksup.evaluators.features import FeatureEvaluator, Features
@@ -471,7 +472,7 @@ def linear_probe(
     best: tuple[float, LogisticFit] | None = None
     prev: LogisticFit | None = None
     iterations = 0
-    for l2 in sorted(l2_grid, reverse=True):
+    for l2 in console.progress(sorted(l2_grid, reverse=True), desc="linear probe L2 sweep", unit="strength"):
         prev = fit_logistic(xtr, ytr, num_classes, l2, init=prev, **fit_kwargs)
         iterations += prev.iterations
         acc = topk_accuracy(prev.logits(xva), yva, 1)

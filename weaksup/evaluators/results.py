@@ -42,6 +42,23 @@ def markdown_table(results: Results) -> str:
     return "\n".join(lines) + "\n"
 
 
+def top1_accuracies(results: Results) -> dict[str, dict[str, float]]:
+    """{label: {init: value}} for every top-1 accuracy an evaluation recorded, validation aside.
+
+    The label is the evaluator's name for its headline metric (`test_top1`, or `top1` for
+    zero-shot) and "NAME Kshot" for the few-shot ones (`5shot_top1`), so every protocol
+    gets its row whatever its metric is called.
+    """
+    out: dict[str, dict[str, float]] = {}
+    for init, evaluators in results.items():
+        for name, metrics in evaluators.items():
+            for metric, value in metrics.items():
+                if metric.endswith("top1") and not metric.startswith("val"):
+                    label = name if metric in ("test_top1", "top1") else f"{name} {metric.removesuffix('_top1')}"
+                    out.setdefault(label, {})[init] = float(value)
+    return out
+
+
 def write_results(workdir: str | os.PathLike, results: Results, meta: Mapping[str, Any] | None = None) -> Path:
     """Writes results.json ({"meta", "results"}) and results.md; returns the JSON path."""
     workdir = Path(workdir)
