@@ -102,6 +102,31 @@ def test_corrupt_record_inside_a_shard_is_named(good_corpus, tmp_path):
         held_out_crops(c, len(c), 16)
 
 
+def test_corrupt_record_read_by_training_names_the_shard(good_corpus, tmp_path):
+    """The record source training and label caching read (grain) names the shard too."""
+    bad = _copy(good_corpus, tmp_path / "bad")
+    shard = max(bad.glob("posts-*"))
+    data = bytearray(shard.read_bytes())
+    data[100:4000] = os.urandom(3900)
+    shard.write_bytes(bytes(data))
+    with Corpus(bad) as c:
+        source = c.data_source()
+        first = len(source) - c.shards[-1].records  # the damaged shard's first record
+        with pytest.raises(CorpusError, match=rf"shard {shard} record 0: unreadable record"):
+            source[first]
+        with pytest.raises(CorpusError, match=rf"shard {shard}"):
+            source.__getitems__([0, first])
+        assert source[0] == Corpus(good_corpus).data_source()[0]  # the intact shard still reads
+
+
+def test_unknown_beam_runner_is_a_usage_error(tmp_path, capsys):
+    inp = _jsonl_input(tmp_path / "in")
+    assert cli.main(_build_args(inp, tmp_path / "out", "--runner", "bogus")) == 2
+    line = _one_line(capsys.readouterr().err)
+    assert "--runner bogus" in line and "Unexpected pipeline runner" in line
+    assert not (tmp_path / "out").exists()
+
+
 # --- 7: record counts in the manifest edited ----------------------------------------------
 
 @pytest.mark.parametrize("delta", [+5, -5])

@@ -132,6 +132,14 @@ def build_main(argv: list[str]) -> int:
         source=args.source, input=args.input, options=options, num_shards=args.num_shards,
         max_pixels=args.max_pixels or DEFAULT_MAX_PIXELS, dedup_hashes=hashes,
         dedup_threshold=args.dedup_threshold, dedup_fine_threshold=args.dedup_fine_threshold, dedup_specs=tuple(args.dedup_against))
+    if args.runner not in ("local", "direct"):
+        from apache_beam.runners.runner import create_runner  # Beam only for the runners that need it
+
+        try:
+            create_runner(args.runner)  # an unknown runner fails here, before any input is read
+        except (ValueError, ImportError) as e:
+            print(f"corpus build: --runner {args.runner}: {e}", file=sys.stderr)
+            return 2
     try:
         config.make_source()  # fail fast on a bad source, input or option
         manifest = pipeline.build(config, args.output, runner=args.runner, workers=args.workers,

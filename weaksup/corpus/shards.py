@@ -25,7 +25,7 @@ import hashlib
 import json
 import os
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +42,32 @@ SHARD_SUFFIX = ".array_record"
 # group_size:1 gives grain O(1) random access per record; images are already compressed,
 # so zstd would only spend CPU ("uncompressed").
 WRITER_OPTIONS = "group_size:1,uncompressed"
+
+
+class NamedRecordSource:
+    """A corpus's grain record source whose read errors name the shard and record.
+
+    riegeli reports a damaged chunk without a file name; a long training run that meets
+    one then stops with a message saying which shard to rebuild or remove.
+    """
+
+    def __init__(self, source: Any, corpus: "Corpus"):
+        self._source, self._corpus = source, corpus
+
+    def __len__(self) -> int:
+        return len(self._source)
+
+    def __getitem__(self, index: int) -> bytes:
+        try:
+            return self._source[index]
+        except Exception as e:  # riegeli's RuntimeError/ValueError on damaged data
+            raise CorpusError(f"{self._corpus.describe(index)}: unreadable record: {e}") from None
+
+    def __getitems__(self, indices: Sequence[int]) -> Sequence[bytes]:
+        return [self[i] for i in indices]
+
+    def __repr__(self) -> str:
+        return f"NamedRecordSource({self._corpus.path})"
 
 
 class CorpusError(UsageError, RuntimeError):
@@ -371,9 +397,9 @@ class Corpus:
         if not self._len:
             raise CorpusError(f"{self.path}: the corpus has no records")
         # Explicit [start:stop] ranges from the manifest spare opening every shard up front.
-        return grain.sources.ArrayRecordDataSource(
+        return NamedRecordSource(grain.sources.ArrayRecordDataSource(
             [f"{p}[0:{s.records}]" for p, s in zip(self.shard_paths, self.shards) if s.records]
-        )
+        ), self)
 
     def verify(self, decode: bool = True) -> dict[str, Any]:
         """Checks every shard's checksum and record count (and decodes every record).
