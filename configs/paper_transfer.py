@@ -18,8 +18,10 @@ head. Arguments:
               (dataset=NAME, default the EmojiGram target; used by the tests)
 
 Datasets are read with TFDS and must be prepared first (ImageNet needs its manual
-download: `tfds build imagenet2012 --manual_dir ...`; CUB-2011 and Places365-small
-download themselves). Splits: the model is chosen on a validation split carved from the
+download: `tfds build imagenet2012 --manual_dir ...`, which needs TensorFlow; CUB-2011 and
+Places365-small download themselves). Without TensorFlow, extract ImageNet into the
+ImageFolder layout ROOT/{train,validation}/WNID/*.JPEG and add
+`--config.dataset.name folder:ROOT` (classes sort into the same wnid order). Splits: the model is chosen on a validation split carved from the
 training split (seeded; 1% of ImageNet / Places365, 10% of CUB), and reported on
 ImageNet's and Places365's validation sets (their test labels are not public) and on
 CUB's test set. Images are resized to 224 px, as in the paper.
