@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import time
 from pathlib import Path
 from typing import Any
@@ -42,6 +43,8 @@ from weaksup.evaluators import cli as evaluate_cli
 from weaksup.hashtags.vocabulary import Vocabulary
 from weaksup.labels import build_from_corpus
 
+log = logging.getLogger(__name__)
+
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_CONFIG = REPO / "configs" / "emojigram_demo.py"
 TRANSFER_CONFIG = REPO / "configs" / "emojigram_transfer.py"
@@ -52,7 +55,7 @@ class DemoError(RunFailed):
 
 
 def _stage(name: str, t0: float) -> None:
-    print(f"\n=== demo: {name}  (elapsed {(time.time() - t0) / 60:.1f} min)", flush=True)
+    log.info(f"\n=== demo: {name}  (elapsed {(time.time() - t0) / 60:.1f} min)")
 
 
 def build_target(data: Any, tfds_dir: Path) -> tuple[str, list[str]]:
@@ -84,11 +87,11 @@ def corpus_dir_for(data: Any, data_root: Path) -> Path:
 def build_corpus(data: Any, output: Path, target_name: str, tfds_dir: Path) -> dict[str, Any]:
     """Builds the EmojiGram corpus (deduplicated against the target) unless it is complete."""
     if (output / shards.MANIFEST).exists():
-        print(f"corpus: {output} is complete; reusing it", flush=True)
+        log.info(f"corpus: {output} is complete; reusing it")
         return shards.Corpus(output).manifest
     spec = f"tfds:{target_name}"
     hashes = reference_hashes(spec, data_dir=str(tfds_dir))
-    print(f"corpus: {len(hashes)} reference pHashes from {spec}", flush=True)
+    log.info(f"corpus: {len(hashes)} reference pHashes from {spec}")
     config = pipeline.BuildConfig(
         source="emojigram",
         options={
@@ -126,7 +129,7 @@ def build_vocabulary(data: Any, corpus_dir: Path, target_name: str, target_wnids
         tag += "-within-" + target_name.replace("/", "-")
     path = corpus_dir / f"vocab-{tag}.json"
     if path.exists():
-        print(f"vocabulary: {path} exists; reusing it", flush=True)
+        log.info(f"vocabulary: {path} exists; reusing it")
         return path
     kwargs: dict[str, Any] = {"mode": mode, "prefer_specific": bool(data.prefer_specific), "within": within}
     if mode == "topk":
@@ -134,7 +137,7 @@ def build_vocabulary(data: Any, corpus_dir: Path, target_name: str, target_wnids
     else:
         kwargs["min_count"] = int(data.min_count)
     vocab = build_from_corpus(str(corpus_dir), str(path), **kwargs)
-    print(f"vocabulary: {vocab.num_classes} labels; coverage {json.dumps(vocab.coverage)}", flush=True)
+    log.info(f"vocabulary: {vocab.num_classes} labels; coverage {json.dumps(vocab.coverage)}")
     return path
 
 
@@ -211,7 +214,7 @@ def run(config: Any, workdir: Path, data_root: Path, tfds_dir: Path) -> dict[str
     target_name, target_wnids = build_target(data, tfds_dir)
     target_classes = len(target_wnids)
     stages["target"] = time.time() - t
-    print(f"target: {target_name} with {target_classes} WordNet classes", flush=True)
+    log.info(f"target: {target_name} with {target_classes} WordNet classes")
 
     _stage("2/5 EmojiGram corpus", t0)
     t = time.time()
@@ -232,8 +235,7 @@ def run(config: Any, workdir: Path, data_root: Path, tfds_dir: Path) -> dict[str
     pretrain_dir = workdir / "pretrain"
     final = train.train_and_evaluate(config, pretrain_dir)
     if final.get("stopped"):
-        print(f"demo: pretraining stopped by {final['stopped']} after saving; run the demo again to resume",
-              flush=True)
+        log.info(f"demo: pretraining stopped by {final['stopped']} after saving; run the demo again to resume")
         return None
     stages["pretrain"] = time.time() - t
 
@@ -265,9 +267,9 @@ def run(config: Any, workdir: Path, data_root: Path, tfds_dir: Path) -> dict[str
         "config": json.loads(config.to_json_best_effort()),
     }
     atomic.write_json(workdir / "results.json", results)
-    print("\n" + results_table(transfer), flush=True)
-    print("\nsummary: " + json.dumps({k: round(v, 4) for k, v in results["summary"].items()}), flush=True)
-    print(f"demo: done in {results['minutes']:.1f} min; results in {workdir / 'results.json'}", flush=True)
+    log.info("\n" + results_table(transfer))
+    log.info("\nsummary: " + json.dumps({k: round(v, 4) for k, v in results["summary"].items()}))
+    log.info(f"demo: done in {results['minutes']:.1f} min; results in {workdir / 'results.json'}")
     return results
 
 

@@ -9,17 +9,19 @@ object per logged step, for notebooks) and a console line. Only process 0 writes
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
-import sys
 import time
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+log = logging.getLogger(__name__)
 
 
 def precision_at_k(logits: jax.Array, labels: jax.Array, k: int) -> jax.Array:
@@ -80,10 +82,10 @@ def _to_float(value: Any) -> float:
 class MetricWriter:
     """Scalars to TensorBoard events, `metrics.jsonl` and the console (process 0 only)."""
 
-    def __init__(self, workdir: str | os.PathLike, enabled: bool | None = None, console: TextIO | None = sys.stdout):
+    def __init__(self, workdir: str | os.PathLike, enabled: bool | None = None, console: bool | None = True):
         self.workdir = Path(workdir)
         self.enabled = jax.process_index() == 0 if enabled is None else enabled
-        self._console = console
+        self._console = bool(console)  # progress lines through the package's logger (-q silences them)
         self._tb = None
         self._jsonl = None
         if self.enabled:
@@ -108,9 +110,9 @@ class MetricWriter:
         self._jsonl.flush()
 
     def write_text(self, message: str) -> None:
-        """A console line (process 0)."""
-        if self.enabled and self._console is not None:
-            print(message, file=self._console, flush=True)
+        """A console line (process 0), logged at INFO."""
+        if self.enabled and self._console:
+            log.info(message)
 
     def flush(self) -> None:
         if self.enabled:
