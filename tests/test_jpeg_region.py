@@ -7,7 +7,7 @@ import pytest
 import simplejpeg
 from PIL import Image
 
-from weaksup import augment, jpeg_region
+from weaksup import augment, jpeg_region, paths
 
 
 def _photo(h, w, seed=0):
@@ -136,7 +136,7 @@ def test_build_is_atomic_and_keyed_by_source(monkeypatch, tmp_path):
     src = tmp_path / "jpeg_region.c"
     src.write_bytes(jpeg_region.SOURCE.read_bytes())
     monkeypatch.setattr(jpeg_region, "SOURCE", src)
-    monkeypatch.setattr(jpeg_region.paths, "cache_dir", lambda: tmp_path / "cache")
+    monkeypatch.setattr(paths, "cache_dir", lambda: tmp_path / "cache")
     first = jpeg_region.build()
     assert first.exists() and first.parent == tmp_path / "cache" / "native"
     assert jpeg_region.available()

@@ -22,19 +22,16 @@ from __future__ import annotations
 
 import argparse
 import ctypes
-import hashlib
 import math
-import os
-import shutil
-import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 
-from weaksup import atomic, paths
+from weaksup import native_build
 
-SOURCE = Path(__file__).resolve().parent / "native" / "jpeg_region.c"
+SOURCE = native_build.NATIVE_DIR / "jpeg_region.c"
+BuildError = native_build.BuildError  # the C decoder did not compile
 MARGIN = 2
 # libjpeg-turbo widens a column crop to iMCU boundaries: at most one iMCU (<= 32 pixels at
 # full scale for 4:2:0, 4:1:1 sampling) on the left; the buffer leaves room for it.
@@ -46,14 +43,9 @@ class RegionDecodeError(ValueError):
     """libjpeg-turbo refused the file or the region (the caller decodes the whole file)."""
 
 
-class BuildError(RuntimeError):
-    """The C decoder did not compile."""
-
-
 def library_path() -> Path:
     """Where the compiled decoder for the current source lives."""
-    digest = hashlib.sha256(SOURCE.read_bytes()).hexdigest()[:12]
-    return paths.cache_dir() / "native" / f"jpeg_region-{digest}.so"
+    return native_build.library_path(SOURCE)
 
 
 def build(force: bool = False) -> Path:
@@ -61,17 +53,8 @@ def build(force: bool = False) -> Path:
     target = library_path()
     if target.exists() and not force:
         return target
-    cc = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
-    if not cc:
-        raise BuildError("no C compiler (cc/gcc) on PATH; install gcc")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with atomic.replacing(target) as tmp:
-        cmd = [cc, "-O2", "-shared", "-fPIC", "-o", str(tmp), str(SOURCE), "-ljpeg"]
-        proc = subprocess.run(cmd, capture_output=True, text=True)
-        if proc.returncode:
-            raise BuildError(
-                f"{' '.join(cmd)} failed (libjpeg-turbo headers: Debian libjpeg62-turbo-dev):\n{proc.stderr.strip()}"
-            )
+    native_build.compile_library(SOURCE, target, cxx=False, flags=["-O2"], libs=["-ljpeg"],
+                                 packages="libjpeg62-turbo-dev")
     global _LIB, _LOAD_ERROR
     _LIB, _LOAD_ERROR = None, None
     return target

@@ -22,11 +22,8 @@ from __future__ import annotations
 import argparse
 import ctypes
 import functools
-import hashlib
 import os
 import platform
-import shutil
-import subprocess
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -37,9 +34,10 @@ import jaxlib
 import numpy as np
 from jax import lax
 
-from weaksup import atomic, paths
+from weaksup import native_build
 
-SOURCE = Path(__file__).resolve().parents[1] / "native" / "onednn_conv.cc"
+SOURCE = native_build.NATIVE_DIR / "onednn_conv.cc"
+BuildError = native_build.BuildError  # the C++ handlers did not compile
 DTYPES = (jnp.float32, jnp.bfloat16)
 DISABLE_ENV = "WEAKSUP_NO_ONEDNN"
 _TARGETS = {
@@ -52,15 +50,9 @@ _MSG_LEN = 1000
 Padding = str | Sequence[tuple[int, int]]
 
 
-class BuildError(RuntimeError):
-    """The C++ handlers did not compile."""
-
-
 def library_path() -> Path:
     """Where the compiled handlers for the current source and jaxlib live."""
-    key = SOURCE.read_bytes() + jaxlib.__version__.encode()
-    digest = hashlib.sha256(key).hexdigest()[:12]
-    return paths.cache_dir() / "native" / f"onednn_conv-{digest}.so"
+    return native_build.library_path(SOURCE, jaxlib.__version__.encode())
 
 
 def build(force: bool = False) -> Path:
@@ -68,20 +60,9 @@ def build(force: bool = False) -> Path:
     target = library_path()
     if target.exists() and not force:
         return target
-    cxx = os.environ.get("CXX") or shutil.which("c++") or shutil.which("g++")
-    if not cxx:
-        raise BuildError("no C++ compiler (c++/g++) on PATH; install g++")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with atomic.replacing(target) as tmp:
-        cmd = [
-            cxx, "-O2", "-std=c++17", "-shared", "-fPIC", "-w", f"-I{jax.ffi.include_dir()}",
-            "-o", str(tmp), str(SOURCE), "-ldnnl",
-        ]
-        proc = subprocess.run(cmd, capture_output=True, text=True)
-        if proc.returncode:
-            raise BuildError(
-                f"{' '.join(cmd)} failed (oneDNN headers: Debian libdnnl-dev):\n{proc.stderr.strip()}"
-            )
+    native_build.compile_library(SOURCE, target, cxx=True, flags=["-O2", "-std=c++17", "-w",
+                                                                  f"-I{jax.ffi.include_dir()}"],
+                                 libs=["-ldnnl"], packages="libdnnl-dev")
     global _LIB, _LOAD_ERROR, _PROBED
     _LIB, _LOAD_ERROR, _PROBED = None, None, {}
     return target
