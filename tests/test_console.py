@@ -14,8 +14,20 @@ log = logging.getLogger("weaksup.test_console")
 
 @pytest.fixture(autouse=True)
 def _restore():
+    logger = logging.getLogger(console.LOGGER)
+    state = list(logger.handlers), logger.level, logger.propagate
     yield
-    logging.getLogger(console.LOGGER).handlers.clear()
+    logger.handlers[:], logger.level, logger.propagate = state
+
+
+def test_a_capture_handler_is_not_an_output(capsys):
+    # pytest hangs its capture handlers on non-propagating loggers; the commands must still set up theirs.
+    logger = logging.getLogger(console.LOGGER)
+    logger.handlers[:] = [h for h in logger.handlers if not isinstance(h, console._Terminal)]
+    logger.addHandler(logging.NullHandler())
+    console.ensure_setup()
+    log.info("shown line")
+    assert "shown line" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("verbosity, shown", [(-1, {"warning"}), (0, {"info", "warning"}),

@@ -50,7 +50,8 @@ def setup(verbosity: int = 0) -> None:
     """Routes the package's log records for a command: -1 quiet, 0 normal, 1 verbose."""
     logger = logging.getLogger(LOGGER)
     for handler in list(logger.handlers):
-        logger.removeHandler(handler)
+        if isinstance(handler, _Terminal):
+            logger.removeHandler(handler)
     out, err = _Terminal("stdout"), _Terminal("stderr")
     out.setFormatter(logging.Formatter("%(message)s"))
     err.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
@@ -63,7 +64,8 @@ def setup(verbosity: int = 0) -> None:
 
 def ensure_setup() -> None:
     """`setup(0)` unless a command line (or the caller) already configured the output."""
-    if not logging.getLogger(LOGGER).handlers:
+    # Only this module's handlers count: a test runner's capture handlers are not an output.
+    if not any(isinstance(h, _Terminal) for h in logging.getLogger(LOGGER).handlers):
         setup(0)
 
 
