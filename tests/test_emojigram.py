@@ -196,3 +196,19 @@ def test_options_are_validated_and_built_by_name():
     src = get_source("emojigram", None, num_posts="5", artists="emojione", seed="2")
     assert src.num_posts == 5 and src.artists == ("emojione",)
     assert {p.meta["artist"] for p in src.read("0:5")} == {"emojione"}
+
+
+def test_concept_ids_close_the_world():
+    ids = ("dog_face", "hot_dog", "rocket")
+    src = EmojiGramSource(num_posts=200, concept_ids=",".join(ids), seed=3)
+    shown = Counter(c for p in src.read("0:200") for c in p.meta["concepts"])
+    assert set(shown) == set(ids)  # every one drawn, nothing else
+    assert EmojiGramSource(concept_ids=list(ids)).concept_ids == tuple(sorted(ids))
+    with pytest.raises(SourceError, match="unknown concept_ids not_an_emoji"):
+        EmojiGramSource(concept_ids="dog_face,not_an_emoji")
+    with pytest.raises(SourceError, match="concept_ids=7"):
+        EmojiGramSource(concept_ids=7)
+    # An artist who draws none of them is named.
+    only = next(c for c in concepts.load_concepts() if "symbola" not in c.artists)
+    with pytest.raises(SourceError, match="'symbola' draws no concept of concept_ids"):
+        EmojiGramSource(num_posts=5, artists="symbola", concept_ids=only.id).post(0)

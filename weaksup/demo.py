@@ -29,6 +29,7 @@ import json
 import logging
 import time
 from pathlib import Path
+from collections.abc import Sequence
 from typing import Any
 
 import ml_collections
@@ -58,8 +59,8 @@ def _stage(name: str, t0: float) -> None:
     log.info(f"\n=== demo: {name}  (elapsed {(time.time() - t0) / 60:.1f} min)")
 
 
-def build_target(data: Any, tfds_dir: Path) -> tuple[str, list[str]]:
-    """Builds (or finds) the held-out-artist target; returns (tfds name, class wnids)."""
+def build_target(data: Any, tfds_dir: Path) -> tuple[str, list[str], list[str]]:
+    """Builds (or finds) the held-out-artist target; returns (tfds name, class wnids, concept ids)."""
     train, val, test = data.target_per_class
     builder = emojigram_target.build_target(
         data_dir=tfds_dir,
@@ -72,20 +73,26 @@ def build_target(data: Any, tfds_dir: Path) -> tuple[str, list[str]]:
         max_classes=int(data.target_max_classes),
     )
     name = f"emojigram_target/{builder.builder_config.name}"
-    return name, [c["wnid"] for c in builder.info.metadata["classes"]]
+    classes = builder.info.metadata["classes"]
+    return name, [c["wnid"] for c in classes], [i for c in classes for i in c["concepts"]]
 
 
 def corpus_dir_for(data: Any, data_root: Path) -> Path:
     """The corpus directory named by the settings that determine its content."""
     artists = str(data.artists).replace(",", "+")
+    closed = f"-closed{int(data.target_max_classes) or 'all'}" if data.corpus_within_target else ""
     return data_root / (
         f"corpus-{artists}-{int(data.num_posts)}-s{int(data.seed)}-{int(data.stored_size)}px"
-        f"-dedup-{data.heldout_artist}"
+        f"-dedup-{data.heldout_artist}{closed}"
     )
 
 
-def build_corpus(data: Any, output: Path, target_name: str, tfds_dir: Path) -> dict[str, Any]:
-    """Builds the EmojiGram corpus (deduplicated against the target) unless it is complete."""
+def build_corpus(data: Any, output: Path, target_name: str, tfds_dir: Path,
+                 target_concepts: Sequence[str] = ()) -> dict[str, Any]:
+    """Builds the EmojiGram corpus (deduplicated against the target) unless it is complete.
+
+    With `data.corpus_within_target` the posts show only `target_concepts` (a closed world).
+    """
     if (output / shards.MANIFEST).exists():
         log.info(f"corpus: {output} is complete; reusing it")
         return shards.Corpus(output).manifest
@@ -99,6 +106,7 @@ def build_corpus(data: Any, output: Path, target_name: str, tfds_dir: Path) -> d
             "seed": int(data.seed),
             "artists": str(data.artists),
             "image_size": int(data.stored_size),
+            "concept_ids": ",".join(target_concepts) if data.corpus_within_target else "",
         },
         num_shards=int(data.num_shards),
         dedup_hashes=hashes,
@@ -211,7 +219,7 @@ def run(config: Any, workdir: Path, data_root: Path, tfds_dir: Path) -> dict[str
 
     _stage("1/5 held-out-artist target", t0)
     t = time.time()
-    target_name, target_wnids = build_target(data, tfds_dir)
+    target_name, target_wnids, target_concepts = build_target(data, tfds_dir)
     target_classes = len(target_wnids)
     stages["target"] = time.time() - t
     log.info(f"target: {target_name} with {target_classes} WordNet classes")
@@ -219,7 +227,7 @@ def run(config: Any, workdir: Path, data_root: Path, tfds_dir: Path) -> dict[str
     _stage("2/5 EmojiGram corpus", t0)
     t = time.time()
     corpus_dir = corpus_dir_for(data, data_root)
-    manifest = build_corpus(data, corpus_dir, target_name, tfds_dir)
+    manifest = build_corpus(data, corpus_dir, target_name, tfds_dir, target_concepts)
     stages["corpus"] = time.time() - t
 
     _stage("3/5 WordNet vocabulary", t0)
@@ -257,6 +265,7 @@ def run(config: Any, workdir: Path, data_root: Path, tfds_dir: Path) -> dict[str
             "vocab_path": str(vocab_path),
             "vocab_mode": str(data.vocab_mode),
             "vocab_within_target": bool(data.vocab_within_target),
+            "corpus_within_target": bool(data.corpus_within_target),
             "vocab_classes": vocab.num_classes,
             "vocab_coverage": vocab.coverage,
             "target": target_name,

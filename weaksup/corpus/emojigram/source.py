@@ -10,6 +10,8 @@ any split into work units ("start:stop" index ranges) yields identical posts. A 
   * 1..max_emoji_per_post distinct concepts (P(k) ~ 2^-k), each drawn from a Zipfian
     popularity over the concepts that artist draws: the concept at popularity rank r
     (a seeded permutation of all concepts) has weight 1 / (r + 1) ** zipf_exponent;
+    `concept_ids` (comma-separated ids, e.g. "dog_face,hot_dog") limits the draw to those
+    concepts: a closed world, for checks that must learn something in a few hundred steps;
   * the image: `render.compose` at image_size px, JPEG (or PNG);
   * hashtags: per concept 1-3 tags from its annotations (`concepts.concept_hashtags`), each
     dropped with probability tag_dropout and replaced by a tag of a random other concept
@@ -86,6 +88,7 @@ class EmojiGramSource:
         image_format: str = "jpeg",
         jpeg_quality: int = 90,
         unit_size: int = 1000,
+        concept_ids: str | Sequence[str] = "",
     ) -> None:
         if input is not None:
             raise SourceError(f"emojigram takes no --input (got {input!r}); it is generated")
@@ -106,6 +109,17 @@ class EmojiGramSource:
         self.image_format = image_format
         self.jpeg_quality = _as_int("jpeg_quality", jpeg_quality, 1)
         self.unit_size = _as_int("unit_size", unit_size, 1)
+        if isinstance(concept_ids, str):
+            ids = concept_ids.split(",")
+        elif isinstance(concept_ids, (list, tuple)):
+            ids = [str(i) for i in concept_ids]
+        else:
+            raise SourceError(f"emojigram: concept_ids={concept_ids!r}; give comma-separated concept ids")
+        self.concept_ids = tuple(sorted({i.strip() for i in ids if i.strip()}))
+        unknown = sorted(set(self.concept_ids) - {c.id for c in concepts.load_concepts()})
+        if unknown:
+            raise SourceError(f"emojigram: unknown concept_ids {', '.join(unknown[:5])}"
+                              f"{' ...' if len(unknown) > 5 else ''} (ids are CLDR name slugs, e.g. hot_dog)")
         self.aug = render.Augment()
 
     def __getstate__(self) -> dict:
@@ -129,10 +143,13 @@ class EmojiGramSource:
     def _tables(self) -> dict[str, tuple[np.ndarray, np.ndarray]]:
         """artist -> (concept indices it draws, their cumulative probabilities)."""
         out = {}
+        allowed = set(self.concept_ids)
         for a in self.artists:
-            idx = np.array([k for k, c in enumerate(self.concepts) if a in c.artists])
+            idx = np.array([k for k, c in enumerate(self.concepts)
+                            if a in c.artists and (not allowed or c.id in allowed)])
             if len(idx) == 0:
-                raise SourceError(f"emojigram: artist {a!r} draws no concept")
+                raise SourceError(f"emojigram: artist {a!r} draws no concept"
+                                  + (" of concept_ids" if allowed else ""))
             cdf = np.cumsum(self.popularity[idx])
             out[a] = (idx, cdf / cdf[-1])
         return out
