@@ -26,6 +26,8 @@ Arguments (`configs/emojigram_demo.py:key=value,...`), also used by the ablation
   posts=N        corpus size (default 100000)
   vocab=MODE     nouns (default) | raw | topk | imagenet1k
   aligned        keep only the target's synsets (the paper's target-aligned vocabulary)
+  clean          label each post with the concepts it shows, not its hashtags (the
+                 clean-label ceiling: same pictures, network and budget)
   closed         posts show only the target's concepts (a closed world for quick checks)
   classes=N      keep the target's first N classes (default all; 40 with runlocal)
   min_count=N    vocabulary threshold (default 20)
@@ -54,6 +56,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         vocab="nouns",
         aligned=False,
         closed=False,
+        clean=False,
         classes=0,
         min_count=0,
         resampling="sqrt",
@@ -83,6 +86,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     # Posts show only the target's concepts: a closed world, where a short run already
     # names the held-out artist's pictures (tests of zero-shot transfer use it).
     c.data.corpus_within_target = bool(arg.closed)
+    # The clean-label ceiling: the same pictures, labelled with the concepts they show.
+    c.data.clean_labels = bool(arg.clean)
     # target size per class (train / validation / test); runlocal keeps 40 classes
     c.data.target_per_class = (8, 4, 4) if local else (30, 10, 20)
     c.data.target_max_classes = arg.classes or (40 if local else 0)

@@ -37,6 +37,8 @@ def _changes(spec: str, base: str = f"{DEMO}:runlocal") -> dict:
     ("ablation_corpus_size.py:size=small,runlocal", {"data.num_posts": 250}),
     ("ablation_corpus_size.py:size=medium,runlocal", {"data.num_posts": 660}),
     ("emojigram_demo.py:runlocal,aligned", {"data.vocab_within_target": True}),
+    ("emojigram_demo.py:runlocal,clean", {"data.clean_labels": True}),
+    ("emojigram_demo.py:runlocal,closed", {"data.corpus_within_target": True}),
 ])
 def test_each_ablation_changes_only_its_setting(name, expected):
     assert _changes(str(REPO / "configs" / name)) == expected

@@ -212,3 +212,14 @@ def test_concept_ids_close_the_world():
     only = next(c for c in concepts.load_concepts() if "symbola" not in c.artists)
     with pytest.raises(SourceError, match="'symbola' draws no concept of concept_ids"):
         EmojiGramSource(num_posts=5, artists="symbola", concept_ids=only.id).post(0)
+
+
+def test_clean_labels_are_the_concepts_shown_on_the_same_pictures():
+    noisy = EmojiGramSource(num_posts=40, seed=5)
+    clean = get_source("emojigram", None, num_posts="40", seed="5", clean_labels="true")
+    for a, b in zip(noisy.read("0:40"), clean.read("0:40")):
+        assert a.image == b.image and a.meta == b.meta
+        assert list(b.hashtags) == a.meta["concepts"]  # exactly what the picture shows, no filler
+    assert any(set(a.hashtags) != set(a.meta["concepts"]) for a in noisy.read("0:40"))
+    with pytest.raises(SourceError, match="clean_labels='yes' is not true or false"):
+        EmojiGramSource(clean_labels="yes")

@@ -81,9 +81,10 @@ def corpus_dir_for(data: Any, data_root: Path) -> Path:
     """The corpus directory named by the settings that determine its content."""
     artists = str(data.artists).replace(",", "+")
     closed = f"-closed{int(data.target_max_classes) or 'all'}" if data.corpus_within_target else ""
+    clean = "-clean" if data.clean_labels else ""
     return data_root / (
         f"corpus-{artists}-{int(data.num_posts)}-s{int(data.seed)}-{int(data.stored_size)}px"
-        f"-dedup-{data.heldout_artist}{closed}"
+        f"-dedup-{data.heldout_artist}{closed}{clean}"
     )
 
 
@@ -107,6 +108,7 @@ def build_corpus(data: Any, output: Path, target_name: str, tfds_dir: Path,
             "artists": str(data.artists),
             "image_size": int(data.stored_size),
             "concept_ids": ",".join(target_concepts) if data.corpus_within_target else "",
+            "clean_labels": bool(data.clean_labels),
         },
         num_shards=int(data.num_shards),
         dedup_hashes=hashes,
@@ -266,6 +268,7 @@ def run(config: Any, workdir: Path, data_root: Path, tfds_dir: Path) -> dict[str
             "vocab_mode": str(data.vocab_mode),
             "vocab_within_target": bool(data.vocab_within_target),
             "corpus_within_target": bool(data.corpus_within_target),
+            "clean_labels": bool(data.clean_labels),
             "vocab_classes": vocab.num_classes,
             "vocab_coverage": vocab.coverage,
             "target": target_name,

@@ -17,6 +17,9 @@ any split into work units ("start:stop" index ranges) yields identical posts. A 
     dropped with probability tag_dropout and replaced by a tag of a random other concept
     with probability wrong_tag_rate; plus Poisson(filler_rate) popular filler tags
     (#instagood, #love, ...), Zipfian too; duplicates (case-insensitive) removed, shuffled;
+  * with `clean_labels`, the hashtags are instead the ids of exactly the concepts shown
+    (`#hot_dog`, which resolves to the synset the concept's name does): the same pictures
+    with true labels, for the clean-label ceiling;
   * caption: an optional short phrase and the hashtags, as users write them;
   * meta: {"concepts": [concept ids], "artist": name, "width", "height", "format"}, the
     ground truth, for analysis only (never a training label).
@@ -54,6 +57,14 @@ def _as_int(name: str, value: object, lo: int) -> int:
     return v
 
 
+def _as_bool(name: str, value: object) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.lower() in ("true", "false"):
+        return value.lower() == "true"
+    raise SourceError(f"emojigram: option {name}={value!r} is not true or false")
+
+
 def _as_float(name: str, value: object, lo: float, hi: float) -> float:
     try:
         v = float(value)  # type: ignore[arg-type]
@@ -89,6 +100,7 @@ class EmojiGramSource:
         jpeg_quality: int = 90,
         unit_size: int = 1000,
         concept_ids: str | Sequence[str] = "",
+        clean_labels: bool = False,
     ) -> None:
         if input is not None:
             raise SourceError(f"emojigram takes no --input (got {input!r}); it is generated")
@@ -120,6 +132,7 @@ class EmojiGramSource:
         if unknown:
             raise SourceError(f"emojigram: unknown concept_ids {', '.join(unknown[:5])}"
                               f"{' ...' if len(unknown) > 5 else ''} (ids are CLDR name slugs, e.g. hot_dog)")
+        self.clean_labels = _as_bool("clean_labels", clean_labels)
         self.aug = render.Augment()
 
     def __getstate__(self) -> dict:
@@ -202,7 +215,7 @@ class EmojiGramSource:
         picked = [self.concepts[c] for c in chosen]
         image = render.render_glyphs(artist, [c.emoji for c in picked], rng, self.image_size, self.aug)
         data = render.encode(image, self.image_format, self.jpeg_quality)
-        tags = self._hashtags(picked, chosen, rng)
+        tags = [c.id for c in picked] if self.clean_labels else self._hashtags(picked, chosen, rng)
         caption = self._caption(tags, rng)
         return make_post(
             id=f"emojigram-{i}",
