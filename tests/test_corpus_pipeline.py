@@ -164,3 +164,24 @@ def test_dedup_against_tfds_target(tmp_path, capsys):
     assert m["skipped"] == {"near_duplicate": 2}
     assert sorted(p.id for p in Corpus(out)) == ["own0", "own1", "own2"]
     assert m["build"]["dedup"]["reference_hashes"] == 16 * sum(len(builder.as_data_source()[s]) for s in ("train", "validation", "test"))
+
+
+def test_read_progress_counts_posts(instaloader_input, capsys, monkeypatch):
+    monkeypatch.setattr(pipeline.console, "progress_enabled", lambda: True)  # as in a command's normal output
+    # A generated corpus knows its size: the bar's total is its posts.
+    known = pipeline.ReadProgress(pipeline.BuildConfig("emojigram", None, {"num_posts": 40, "unit_size": 16}), 3, True)
+    assert known.total == 40 and not known.estimated
+    known.unit_done(15, 1)
+    assert known.read == known.bar.n == 16 and known.bar.total == 40
+    known.close()
+    assert "0/40 [" in capsys.readouterr().err
+    # A folder does not: the total is estimated from the units read so far (ETA from the first one).
+    config = pipeline.BuildConfig("instaloader", str(instaloader_input), {"posts_per_unit": 3})
+    estimated = pipeline.ReadProgress(config, 4, True)
+    assert estimated.total is None
+    estimated.unit_done(2, 1)
+    assert estimated.read == 3 and estimated.total == estimated.bar.total == 12
+    estimated.unit_done(1, 0)
+    assert estimated.read == 4 and estimated.total == 8 and estimated.skipped == 1
+    estimated.close()
+    assert "post" in capsys.readouterr().err

@@ -86,8 +86,10 @@ def progress_enabled() -> bool:
 
 
 def progress(iterable: Iterable[T] | None = None, *, total: float | None = None, desc: str = "",
-             unit: str = "it", **kwargs: Any) -> tqdm:
-    """A progress bar on stderr with rate and ETA (see the module docstring for when it is silent)."""
+             unit: str = "it", enabled: bool = True, **kwargs: Any) -> tqdm:
+    """A progress bar on stderr with rate and ETA (see the module docstring for when it is silent;
+    `enabled=False` silences it too)."""
     tty = sys.stderr.isatty()
     return tqdm(iterable, total=total, desc=desc, unit=unit, file=sys.stderr, dynamic_ncols=True,
-                disable=not progress_enabled(), mininterval=0.5 if tty else 30.0, leave=tty, **kwargs)
+                disable=not (enabled and progress_enabled()), mininterval=0.5 if tty else 30.0, leave=tty,
+                **kwargs)

@@ -48,7 +48,6 @@ import json
 import os
 import shutil
 import sys
-import time
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -56,7 +55,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from weaksup import atomic, workdir_lock
+from weaksup import atomic, console, workdir_lock
 from weaksup.corpus import shards as shards_lib
 from weaksup.corpus.dedup import HashIndex, image_hashes
 from weaksup.corpus.images import DEFAULT_MAX_PIXELS, DEFAULT_MIN_SIDE, ImageError, check_image
@@ -357,11 +356,35 @@ def _local_reduce(task: tuple[str, str, int, int, list[int]]) -> tuple[Any, Coun
     return write_one_shard(output, index, num_shards, posts)
 
 
+class ReadProgress:
+    """The read stage's bar in posts (kept and skipped): against the source's count when it
+    knows one up front (generated corpora), else against an estimate from the work units
+    read so far, so every source shows an ETA."""
+
+    def __init__(self, config: BuildConfig, units: int, enabled: bool):
+        known = getattr(config.make_source(), "num_posts", None)
+        self.total: int | None = known if isinstance(known, int) else None
+        self.estimated = self.total is None
+        self.units, self.done, self.read, self.skipped = units, 0, 0, 0
+        self.bar = console.progress(total=self.total, desc="read", unit="post", enabled=enabled)
+
+    def unit_done(self, posts: int, skipped: int) -> None:
+        """Counts one finished work unit of `posts` kept and `skipped` skipped posts."""
+        self.done += 1
+        self.read += posts + skipped
+        self.skipped += skipped
+        if self.estimated:
+            self.total = self.bar.total = round(self.read / self.done * self.units)
+        self.bar.update(posts + skipped)
+        self.bar.set_postfix(skipped=str(self.skipped))  # a string: tqdm prints 10000 as "1e+4"
+
+    def close(self) -> None:
+        self.bar.close()
+
+
 def run_local(config: BuildConfig, output: str, workers: int | None = None, progress: bool = True) -> dict[str, Any]:
     """Builds the corpus with a multiprocessing pool (one worker: in this process); returns the manifest."""
     import multiprocessing as mp
-
-    from tqdm import tqdm
 
     units = config.work_units()
     spill = Path(output) / _SPILL
@@ -370,9 +393,7 @@ def run_local(config: BuildConfig, output: str, workers: int | None = None, prog
     skips: list[Skip] = []
     fixes: Counter = Counter()
     shard_units: dict[int, list[int]] = {}
-    posts = 0
-    start = time.time()
-    bar = tqdm(total=len(units), unit="unit", disable=not progress, desc="read", dynamic_ncols=True)
+    bar = ReadProgress(config, len(units), progress)
     tasks = list(enumerate(units))
     if workers == 1:  # no pool to start: map and reduce run in this process
         _local_init(config, str(spill))
@@ -389,19 +410,15 @@ def run_local(config: BuildConfig, output: str, workers: int | None = None, prog
             return pool.imap_unordered(fn, items, chunksize=1)
     with pool:
         for unit_index, n, sk, fx, shard_list in imap(_local_map, tasks):
-            posts += n
             skips += sk
             fixes.update(fx)
             for s in shard_list:
                 shard_units.setdefault(s, []).append(unit_index)
-            bar.update(1)
-            # strings: tqdm would print 10000 as "1e+4"
-            bar.set_postfix(posts=str(posts), skipped=str(len(skips)),
-                            posts_s=f"{posts / max(1e-9, time.time() - start):.0f}")
+            bar.unit_done(n, len(sk))
         bar.close()
         infos: list[shards_lib.ShardInfo] = []
         tags: Counter = Counter()
-        wbar = tqdm(total=len(shard_units), unit="shard", disable=not progress, desc="write", dynamic_ncols=True)
+        wbar = console.progress(total=len(shard_units), unit="shard", desc="write", enabled=progress)
         reduce_tasks = [(output, str(spill), s, config.num_shards, sorted(us)) for s, us in sorted(shard_units.items())]
         for info, t, dups in imap(_local_reduce, reduce_tasks):
             if info is not None:
@@ -462,25 +479,24 @@ def run_beam(config: BuildConfig, output: str, runner: str = "DirectRunner",
 
         def setup(self) -> None:
             self.proc = UnitProcessor(self.config)
-            self.bar = None
-            if self.show:
-                from tqdm import tqdm
-
-                self.bar = tqdm(total=self.total, unit="unit", desc="read", dynamic_ncols=True)
+            self.bar = ReadProgress(self.config, self.total, True) if self.show else None
             self.posts = beam.metrics.Metrics.counter("corpus", "posts")
 
         def process(self, task: tuple[int, str]):
             unit_index, unit = task
+            kept = skipped = 0
             for item in self.proc(unit_index, unit):
                 if isinstance(item, Keyed):
                     self.posts.inc()
+                    kept += 1
                     yield (item.shard, tuple(item))
                 elif isinstance(item, Skip):
+                    skipped += 1
                     yield beam.pvalue.TaggedOutput("skip", (item.reason, item.item))
                 else:
                     yield beam.pvalue.TaggedOutput("fix", item.what)
             if self.bar is not None:
-                self.bar.update(1)
+                self.bar.unit_done(kept, skipped)
 
         def teardown(self) -> None:
             if getattr(self, "bar", None) is not None:
