@@ -144,7 +144,7 @@ def test_lock_is_exclusive_under_a_race(tmp_path):
     assert not (tmp_path / "w" / workdir_lock.LOCK_NAME).exists()  # released when the holder ended
 
 
-def test_stale_lock_of_a_dead_local_process_is_taken_over(tmp_path, capsys):
+def test_stale_lock_of_a_dead_local_process_is_taken_over(tmp_path, caplog):
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
     _fake_holder(tmp_path / "w", dead.pid)
@@ -155,7 +155,7 @@ def test_stale_lock_of_a_dead_local_process_is_taken_over(tmp_path, capsys):
             pass
         assert workdir_lock.holder(folder)["pid"] == os.getpid()
     assert f"taking over the lock of {tmp_path / 'w'} left by train (host {socket.gethostname()}, pid {dead.pid}" \
-        in capsys.readouterr().err
+        in caplog.text
     assert workdir_lock.holder(tmp_path / "w") is None
 
 

@@ -31,8 +31,8 @@ from __future__ import annotations
 import datetime
 import hashlib
 import json
+import logging
 import os
-import sys
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -50,6 +50,8 @@ from weaksup import optimizer as optim_lib
 from weaksup.errors import StorageFailed, UsageError, os_cause
 from weaksup.hashtags.vocabulary import Vocabulary
 
+log = logging.getLogger(__name__)
+
 STATE, DATA, CONFIG, VOCAB = "state", "data", "config", "vocab"
 CHECKSUMS = "checksums.json"  # inside each step's folder, written after the step is final
 CORRUPT_SUFFIX = ".corrupt"  # a corrupt step set aside (a name Orbax does not take for a step)
@@ -62,10 +64,6 @@ class CheckpointError(UsageError, RuntimeError):
 
 class CheckpointCorrupt(CheckpointError):
     """A checkpoint whose files differ from the checksums written when it was saved."""
-
-
-def _stderr(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
 
 
 def _sha256(path: Path) -> str:
@@ -119,7 +117,7 @@ class Checkpointer:
         best_mode: str = "min",
         async_save: bool = True,
         read_only: bool = False,
-        warn: Callable[[str], None] = _stderr,
+        warn: Callable[[str], None] = log.warning,
     ):
         self.directory = Path(directory).resolve()
         if best_mode not in ("min", "max"):

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import ctypes
+import logging
 import math
 import sys
 from pathlib import Path
@@ -29,6 +30,8 @@ from pathlib import Path
 import numpy as np
 
 from weaksup import native_build
+
+log = logging.getLogger(__name__)
 
 SOURCE = native_build.NATIVE_DIR / "jpeg_region.c"
 BuildError = native_build.BuildError  # the C decoder did not compile
@@ -150,7 +153,7 @@ def main(argv: list[str]) -> int:
         if not available():
             print(f"jpeg: built {path} but it does not load: {unavailable_reason()}", file=sys.stderr)
             return 1
-        print(f"jpeg: region decoder at {path}")
+        log.info(f"jpeg: region decoder at {path}")
         return 0
     reason = unavailable_reason()
     print(f"jpeg: region decoder {'available at ' + str(library_path()) if reason is None else 'unavailable: ' + reason}")

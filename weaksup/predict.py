@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import logging
 import os
 import sys
 from collections.abc import Iterator, Sequence
@@ -40,6 +41,8 @@ from weaksup.checkpoint import load_pretrained
 from weaksup.corpus.images import ImageError, check_image
 from weaksup.errors import EXIT_OK, EXIT_USAGE, UsageError
 from weaksup.hashtags.vocabulary import Vocabulary
+
+log = logging.getLogger(__name__)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -141,7 +144,7 @@ def main(argv: list[str]) -> int:
                 chunk.append(path)
             except (ImageError, ValueError, OSError) as e:
                 skipped += 1
-                print(f"predict: skipping {path}: {e}", file=sys.stderr)
+                log.warning(f"predict: skipping {path}: {e}")
         if not chunk:
             continue
         rows = list(zip(chunk, predictor.top_k(predictor.probabilities(np.stack(images)), args.top_k)))

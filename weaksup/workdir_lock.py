@@ -24,9 +24,9 @@ import datetime
 import errno
 import fcntl
 import json
+import logging
 import os
 import socket
-import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -34,6 +34,8 @@ from typing import Any
 
 from weaksup.atomic import TMP_PREFIX
 from weaksup.errors import UsageError
+
+log = logging.getLogger(__name__)
 
 LOCK_NAME = ".weaksup-lock"
 
@@ -164,8 +166,8 @@ def acquire(folder: str | os.PathLike[str], what: str = "train") -> str:
             if current and current.get("host") == host and not _alive(current):
                 got = _take_over(path, current, info)
                 if got:
-                    print(f"{what}: taking over the lock of {folder} left by {describe(current)}, "
-                          "which is no longer running", file=sys.stderr, flush=True)
+                    log.warning(f"{what}: taking over the lock of {folder} left by {describe(current)}, "
+                                "which is no longer running")
             if not got:
                 current = holder(folder)
                 where = ("" if not current or current.get("host") == host else

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 from typing import Any
 
@@ -27,6 +28,8 @@ from weaksup.corpus.shards import Corpus, CorpusError
 from weaksup.corpus.sources.base import SourceError
 from weaksup.errors import EXIT_IO_ERROR, StorageFailed, UsageError
 from weaksup.hashtags.text import LABEL_SOURCES, LABELLERS
+
+log = logging.getLogger(__name__)
 
 _BUILD_EPILOG = """\
 sources: instaloader (download folders), webdataset (img2dataset tars + parquet),
@@ -125,7 +128,7 @@ def build_main(argv: list[str]) -> int:
             except Exception as e:
                 print(f"corpus build: --dedup-against {spec}: {type(e).__name__}: {e}", file=sys.stderr)
                 return 2
-            print(f"dedup: {len(h)} reference hashes (with crop variants) from {spec}", file=sys.stderr)
+            log.info(f"dedup: {len(h)} reference hashes (with crop variants) from {spec}")
             parts.append(h)
         hashes = np.concatenate(parts)
     config = pipeline.BuildConfig(
@@ -133,7 +136,9 @@ def build_main(argv: list[str]) -> int:
         max_pixels=args.max_pixels or DEFAULT_MAX_PIXELS, dedup_hashes=hashes,
         dedup_threshold=args.dedup_threshold, dedup_fine_threshold=args.dedup_fine_threshold, dedup_specs=tuple(args.dedup_against))
     if args.runner not in ("local", "direct"):
-        from apache_beam.runners.runner import create_runner  # Beam only for the runners that need it
+        from apache_beam.runners.runner import (
+            create_runner,  # Beam only for the runners that need it
+        )
 
         try:
             create_runner(args.runner)  # an unknown runner fails here, before any input is read

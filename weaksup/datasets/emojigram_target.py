@@ -34,6 +34,7 @@ import argparse
 import dataclasses
 import hashlib
 import json
+import logging
 import shutil
 import sys
 from collections.abc import Iterator, Sequence
@@ -46,6 +47,8 @@ import tensorflow_datasets as tfds
 from weaksup import paths
 from weaksup.corpus.emojigram import assets, concepts, render
 from weaksup.hashtags.resolver import Resolver
+
+log = logging.getLogger(__name__)
 
 NAME = "emojigram_target"
 SPLITS: tuple[str, ...] = ("train", "validation", "test")
@@ -262,11 +265,8 @@ def build_target(
         built_with = builder.info.metadata.get("resolver") if builder.info.metadata else None
         current = builder._fingerprint()
         if built_with != current:
-            print(
-                f"{NAME}: {builder.data_path} was built with resolver {built_with}, "
-                f"now {current}; rebuilding",
-                file=sys.stderr,
-            )
+            log.warning(f"{NAME}: {builder.data_path} was built with resolver {built_with}, "
+                        f"now {current}; rebuilding")
             shutil.rmtree(builder.data_path)
             resolver = builder._resolver
             builder = make()

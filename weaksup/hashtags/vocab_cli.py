@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 from pathlib import Path
 
@@ -12,6 +13,8 @@ from weaksup.corpus.shards import CorpusError
 from weaksup.errors import EXIT_USAGE, UsageError
 from weaksup.hashtags.vocabulary import MODES, Vocabulary, VocabularyError
 from weaksup.labels import build_from_corpus
+
+log = logging.getLogger(__name__)
 
 
 def _coverage_lines(vocab: Vocabulary) -> list[str]:
@@ -73,7 +76,7 @@ def main(argv: list[str]) -> int:
                 min_count=args.min_count, under=args.under, lexnames=args.lexnames,
                 prefer_specific=args.prefer_specific, within=within,
             )
-            print(f"wrote {args.output}")
+            log.info(f"vocab: wrote {args.output}")
         else:
             vocab = Vocabulary.load(args.path)
             print(json.dumps(vocab.build, indent=1))

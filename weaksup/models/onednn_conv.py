@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import ctypes
 import functools
+import logging
 import os
 import platform
 import sys
@@ -35,6 +36,8 @@ import numpy as np
 from jax import lax
 
 from weaksup import native_build
+
+log = logging.getLogger(__name__)
 
 SOURCE = native_build.NATIVE_DIR / "onednn_conv.cc"
 BuildError = native_build.BuildError  # the C++ handlers did not compile
@@ -247,7 +250,7 @@ def main(argv: list[str]) -> int:
         if _lib() is None:
             print(f"onednn: built {path} but it does not load: {_LOAD_ERROR}", file=sys.stderr)
             return 1
-        print(f"onednn: convolution handlers at {path}")
+        log.info(f"onednn: convolution handlers at {path}")
     # Only `status` fails for a dtype without fast kernels: a build that loads is a success,
     # and `conv_impl="auto"` keeps XLA's convolution for that dtype.
     status = 0

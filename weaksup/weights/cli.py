@@ -14,10 +14,13 @@ Exit status: 0 done, 2 a bad file, run folder or option (one line naming the fil
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 
 from weaksup.errors import EXIT_OK, EXIT_USAGE, UsageError
 from weaksup.weights import names, transfer
+
+log = logging.getLogger(__name__)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -52,14 +55,14 @@ def main(argv: list[str]) -> int:
                 raise UsageError(f"--image-size must be positive, got {args.image_size}")
             r = transfer.import_weights(args.model, args.source, args.workdir, vocab_path=args.vocab,
                                         image_size=args.image_size, scheme=args.names)
-            print(f"weights: imported {r.tensors} tensors ({r.parameters:,} parameters, {r.scheme} names) "
+            log.info(f"weights: imported {r.tensors} tensors ({r.parameters:,} parameters, {r.scheme} names) "
                   f"from {r.source} as {r.model} at {r.image_size} px into {r.workdir}")
-            print(f"weights: head {r.head}, {r.num_classes} classes ({r.vocabulary})")
+            log.info(f"weights: head {r.head}, {r.num_classes} classes ({r.vocabulary})")
             if r.unused:
-                print(f"weights: {len(r.unused)} key(s) of the file unused: {', '.join(r.unused)}")
+                log.warning(f"weights: {len(r.unused)} key(s) of the file unused: {', '.join(r.unused)}")
         else:
             r = transfer.export_weights(args.workdir, args.output, step=args.step, scheme=args.names)
-            print(f"weights: exported {r.model} step {r.step} ({r.tensors} tensors, {r.parameters:,} parameters, "
+            log.info(f"weights: exported {r.model} step {r.step} ({r.tensors} tensors, {r.parameters:,} parameters, "
                   f"{r.num_classes} classes, {r.scheme} names) to {r.output}: {', '.join(r.files)}")
     except UsageError as e:
         print(f"weights: error: {e}", file=sys.stderr)
