@@ -66,6 +66,20 @@ def test_a_run_is_stopped_without_its_last_checkpoint_and_running_while_locked(r
     assert described.checkpoint == (runs.checkpoint_steps(run) or [None])[-1] != last
 
 
+def test_an_epoch_based_run_shows_the_length_the_trainer_resolved(run_dir, tmp_path):
+    from _paper_run import STEPS
+
+    run = tmp_path / "epochs"
+    shutil.copytree(run_dir / "train", run)
+    config = json.loads((run / "config.json").read_text())
+    config.update(total_steps=None, total_epochs=2.0, total_examples=None)  # its length depends on the corpus
+    (run / "config.json").write_text(json.dumps(config))
+    described = runs.describe(run)
+    assert described.total == STEPS and described.status == "complete"
+    (run / "metrics.jsonl").write_text("")  # before the first log line, the length is not known yet
+    assert runs.describe(run).total is None
+
+
 def test_runs_compare_puts_results_side_by_side(run_dir, tmp_path):
     results = json.loads((run_dir / "transfer" / "results.json").read_text())["results"]
     proc = _weaksup("runs", "--compare", "--format", "csv", str(run_dir / "train"), str(run_dir / "transfer"),

@@ -391,6 +391,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
                     scalars.update(progress.report(step))
                     scalars.update({f"data/{k}": v for k, v in train_iter.stats().items()
                                     if k in ("skipped_unreadable", "examples")})
+                    # The resolved length: an epoch-based config's total depends on the corpus,
+                    # and `weaksup runs` reads it from here.
+                    scalars["total_steps"] = total
                     writer.write_scalars(step, scalars)
                     last = {k: float(v) for k, v in scalars.items()}
                     eta = metrics.format_eta(scalars.get("perf/eta_sec", float("nan")))
