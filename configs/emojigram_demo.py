@@ -88,6 +88,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.data.corpus_within_target = bool(arg.closed)
     # The clean-label ceiling: the same pictures, labelled with the concepts they show.
     c.data.clean_labels = bool(arg.clean)
+    c.data.max_emoji_per_post = 3  # 1..3 emoji on a canvas, P(k) ~ 2^-k
     # target size per class (train / validation / test); runlocal keeps 40 classes
     c.data.target_per_class = (8, 4, 4) if local else (30, 10, 20)
     c.data.target_max_classes = arg.classes or (40 if local else 0)

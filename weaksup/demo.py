@@ -82,9 +82,10 @@ def corpus_dir_for(data: Any, data_root: Path) -> Path:
     artists = str(data.artists).replace(",", "+")
     closed = f"-closed{int(data.target_max_classes) or 'all'}" if data.corpus_within_target else ""
     clean = "-clean" if data.clean_labels else ""
+    emoji = "" if int(data.max_emoji_per_post) == 3 else f"-max{int(data.max_emoji_per_post)}emoji"
     return data_root / (
         f"corpus-{artists}-{int(data.num_posts)}-s{int(data.seed)}-{int(data.stored_size)}px"
-        f"-dedup-{data.heldout_artist}{closed}{clean}"
+        f"-dedup-{data.heldout_artist}{closed}{clean}{emoji}"
     )
 
 
@@ -109,6 +110,7 @@ def build_corpus(data: Any, output: Path, target_name: str, tfds_dir: Path,
             "image_size": int(data.stored_size),
             "concept_ids": ",".join(target_concepts) if data.corpus_within_target else "",
             "clean_labels": bool(data.clean_labels),
+            "max_emoji_per_post": int(data.max_emoji_per_post),
         },
         num_shards=int(data.num_shards),
         dedup_hashes=hashes,
