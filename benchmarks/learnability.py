@@ -1,6 +1,6 @@
 """Where the demo's accuracy goes: its posts against clean single-concept pictures, one factor at a time.
 
-    python benchmarks/learnability.py --workdir runs/learnability [--examples 40000] [--rows demo,clean,...]
+    python benchmarks/learnability.py --workdir runs/learnability [--examples 40000] [--rows demo,clean,...] [--seeds 3]
 
 Each row is a demo run (`configs/emojigram_demo.py`, linear probe on the held-out artist
 from the pretrained trunk and from random initialisation) that changes one thing of the
@@ -12,6 +12,10 @@ Every row trains for the same wall-clock time: rows that keep the demo's trunk a
 resolution take `--examples` pretraining images; a row that changes either takes
 `--examples` times its train-step rate over the demo's, both rates measured side by side
 in this run (the real jitted step, `benchmarks/accelerator.py`'s runner, alternating rounds).
+
+The demo's row also runs with training seeds 1..SEEDS-1 (initialisation, data order,
+augmentation; the corpus stays): the spread of those runs is the noise band a row's
+difference has to exceed.
 
 Corpora, vocabularies and the target are shared with the demo (`--data-root`, default
 runs/emojigram-data), so rows that keep the demo's data reuse its corpus. A finished row
@@ -55,9 +59,10 @@ ROWS: dict[str, tuple[str, dict[str, Any]]] = {
 TIMED = ("input.image_size", "model.name")
 
 
-def row_config(overrides: dict[str, Any], examples: int) -> Any:
+def row_config(overrides: dict[str, Any], examples: int, seed: int = 0) -> Any:
     """The demo config with a row's overrides, pretraining for `examples` images, linear probe only."""
     config = load_config(f"{DEMO_CONFIG}:protocols=linear", lock=False)
+    config.seed = seed
     for key, value in overrides.items():
         *parents, leaf = key.split(".")
         node = config
@@ -83,6 +88,12 @@ def step_rates(configs: dict[str, Any], rounds: int = 3, steps: int = 10) -> dic
     return {n: statistics.median(r) for n, r in rates.items()}
 
 
+def row_change(name: str) -> str:
+    """What a row (or a seed repeat of one, NAME-seedS) changes."""
+    base, _, seed = name.partition("-seed")
+    return ROWS[base][0] + (f" (training seed {seed})" if seed else "")
+
+
 def run_row(name: str, config: Any, workdir: Path, data_root: Path, tfds_dir: Path) -> dict[str, Any]:
     """Runs (or reads) one row's demo; returns its figures."""
     results_path = workdir / name / "results.json"
@@ -95,7 +106,7 @@ def run_row(name: str, config: Any, workdir: Path, data_root: Path, tfds_dir: Pa
     s, pre = results["summary"], results["pretraining"]
     return {
         "row": name,
-        "change": ROWS[name][0],
+        "change": row_change(name),
         "images": int(results["config"]["total_examples"]),
         "pretrain_minutes": round(results["stages"]["pretrain"] / 60, 1),
         "train_img_s": round(float(pre.get("perf/images_per_sec", 0.0)), 1),
@@ -108,7 +119,7 @@ def run_row(name: str, config: Any, workdir: Path, data_root: Path, tfds_dir: Pa
 
 
 def table(rows: list[dict[str, Any]]) -> str:
-    """The markdown table of the finished rows."""
+    """The markdown table of the rows, and the demo row's spread over seeds."""
     lines = ["| row | change against the demo's posts | images | pretrain min | labels | "
              "linear top-1 pretrained | random init | gain |",
              "|---|---|---:|---:|---:|---:|---:|---:|"]
@@ -116,6 +127,11 @@ def table(rows: list[dict[str, Any]]) -> str:
         lines.append(f"| {r['row']} | {r['change']} | {r['images']:,} | {r['pretrain_minutes']} | "
                      f"{r['vocab_classes']} | {100 * r['linear_top1_pretrained']:.2f}% | "
                      f"{100 * r['linear_top1_random']:.2f}% | {100 * r['linear_top1_gain']:+.2f} |")
+    demo_runs = [100 * r["linear_top1_pretrained"] for r in rows if r["row"].partition("-seed")[0] == "demo"]
+    if len(demo_runs) > 1:
+        lines.append(f"\nthe demo's row over {len(demo_runs)} training seeds: pretrained linear top-1 "
+                     f"{statistics.mean(demo_runs):.2f}% +- {statistics.stdev(demo_runs):.2f} (std), "
+                     f"range {min(demo_runs):.2f}-{max(demo_runs):.2f}%")
     return "\n".join(lines)
 
 
@@ -124,6 +140,7 @@ def main() -> int:
     parser.add_argument("--workdir", required=True, help="one demo run per row under it, and learnability.json")
     parser.add_argument("--examples", type=int, default=40_000, help="pretraining images of the demo's row")
     parser.add_argument("--rows", default=",".join(ROWS), help=f"comma-separated, of: {', '.join(ROWS)}")
+    parser.add_argument("--seeds", type=int, default=3, help="training seeds of the demo's row (the noise band)")
     parser.add_argument("--data-root", default=str(REPO / "runs" / "emojigram-data"))
     parser.add_argument("--tfds-dir", default=None, help="the target's TFDS folder (default: weaksup's)")
     args = parser.parse_args()
@@ -138,6 +155,8 @@ def main() -> int:
     data_root = Path(args.data_root).resolve()
 
     configs = {n: row_config(ROWS[n][1], args.examples) for n in names}
+    if "demo" in names:
+        configs.update({f"demo-seed{s}": row_config({}, args.examples, seed=s) for s in range(1, args.seeds)})
     timed = [n for n in names if any(k in ROWS[n][1] for k in TIMED)
              and not (workdir / n / "results.json").exists()]
     if timed:
@@ -147,7 +166,7 @@ def main() -> int:
             print(f"learnability: {n} steps at {rates[n]:.0f} img/s against the demo's {rates['demo']:.0f}: "
                   f"{configs[n].total_examples:,} images", file=sys.stderr)
 
-    rows = [run_row(n, configs[n], workdir, data_root, tfds_dir) for n in names]
+    rows = [run_row(n, c, workdir, data_root, tfds_dir) for n, c in configs.items()]
     (workdir / "learnability.json").write_text(json.dumps(rows, indent=1))
     print(table(rows))
     return 0
