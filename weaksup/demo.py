@@ -271,6 +271,7 @@ def run(config: Any, workdir: Path, data_root: Path, tfds_dir: Path) -> dict[str
             "vocab_within_target": bool(data.vocab_within_target),
             "corpus_within_target": bool(data.corpus_within_target),
             "clean_labels": bool(data.clean_labels),
+            "max_emoji_per_post": int(data.max_emoji_per_post),
             "vocab_classes": vocab.num_classes,
             "vocab_coverage": vocab.coverage,
             "target": target_name,
