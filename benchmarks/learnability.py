@@ -39,6 +39,7 @@ from accelerator import make_step_runner  # noqa: E402  (benchmarks/accelerator.
 
 from weaksup import console, demo, paths  # noqa: E402
 from weaksup.config import load_config  # noqa: E402
+from weaksup.metrics import read_jsonl  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 DEMO_CONFIG = REPO / "configs" / "emojigram_demo.py"
@@ -94,6 +95,14 @@ def row_change(name: str) -> str:
     return ROWS[base][0] + (f" (training seed {seed})" if seed else "")
 
 
+def _train_minutes(logged: list[dict[str, Any]]) -> float:
+    """Training wall-clock from the log's timestamps, the interval before the first line included."""
+    if len(logged) < 2:
+        return float("nan")
+    first, last = logged[0], logged[-1]
+    return (last["time"] - first["time"]) / 60 * last["step"] / max(1, last["step"] - first["step"])
+
+
 def run_row(name: str, config: Any, workdir: Path, data_root: Path, tfds_dir: Path) -> dict[str, Any]:
     """Runs (or reads) one row's demo; returns its figures."""
     results_path = workdir / name / "results.json"
@@ -103,15 +112,18 @@ def run_row(name: str, config: Any, workdir: Path, data_root: Path, tfds_dir: Pa
             raise SystemExit(f"learnability: row {name} was stopped; run again to resume it")
         print(f"learnability: {name} done in {(time.time() - t) / 60:.1f} min", file=sys.stderr)
     results = json.loads(results_path.read_text())
-    s, pre = results["summary"], results["pretraining"]
+    s = results["summary"]
+    # From the run's own log: a row resumed after its pretraining finished has no final metrics in results.json.
+    logged = [r for r in read_jsonl(workdir / name / "pretrain" / "metrics.jsonl") if "loss" in r]
+    pre = logged[-1] if logged else {}
     return {
         "row": name,
         "change": row_change(name),
         "images": int(results["config"]["total_examples"]),
-        "pretrain_minutes": round(results["stages"]["pretrain"] / 60, 1),
+        "pretrain_minutes": round(_train_minutes(logged), 1),
         "train_img_s": round(float(pre.get("perf/images_per_sec", 0.0)), 1),
         "vocab_classes": results["data"]["vocab_classes"],
-        "final_loss": round(float(pre["loss"]), 3),
+        "final_loss": round(float(pre.get("loss", float("nan"))), 3),
         "linear_top1_pretrained": s["linear_top1_pretrained"],
         "linear_top1_random": s["linear_top1_random"],
         "linear_top1_gain": s["linear_top1_gain"],
