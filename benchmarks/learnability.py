@@ -30,6 +30,7 @@ import json
 import statistics
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -44,36 +45,25 @@ from weaksup.metrics import read_jsonl  # noqa: E402
 REPO = Path(__file__).resolve().parent.parent
 DEMO_CONFIG = REPO / "configs" / "emojigram_demo.py"
 
-# name -> (what changes against the demo's posts, config overrides)
-ROWS: dict[str, tuple[str, dict[str, Any]]] = {
-    "demo": ("the demo's posts: 1-3 emoji per canvas, user hashtags, >= 35% crops, 32 px, resnext_tiny", {}),
-    "clean": ("labels: the concepts each picture shows instead of its hashtags",
-              {"data.clean_labels": True}),
-    "one_emoji": ("one emoji per canvas (larger: 45-90% of the side)", {"data.max_emoji_per_post": 1}),
-    "no_crop": ("whole pictures: no random-resized crop", {"input.crop_min_area": 1.0}),
-    "48px": ("48 px pictures for pretraining (equal wall-clock)", {"input.image_size": 48}),
-    "resnet_tiny": ("resnet_tiny trunk instead of resnext_tiny (equal wall-clock)", {"model.name": "resnet_tiny"}),
+# name -> (what changes against the demo's posts, config overrides as on the command line)
+ROWS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "demo": ("the demo's posts: 1-3 emoji per canvas, user hashtags, >= 35% crops, 32 px, resnext_tiny", ()),
+    "clean": ("labels: the concepts each picture shows instead of its hashtags", ("data.clean_labels=true",)),
+    "one_emoji": ("one emoji per canvas (larger: 45-90% of the side)", ("data.max_emoji_per_post=1",)),
+    "no_crop": ("whole pictures: no random-resized crop", ("input.crop_min_area=1.0",)),
+    "48px": ("48 px pictures for pretraining (equal wall-clock)", ("input.image_size=48",)),
+    "resnet_tiny": ("resnet_tiny trunk instead of resnext_tiny (equal wall-clock)", ("model.name=resnet_tiny",)),
     "clean_single": ("clean single-concept pictures: clean labels, one emoji, whole pictures",
-                     {"data.clean_labels": True, "data.max_emoji_per_post": 1, "input.crop_min_area": 1.0}),
+                     ("data.clean_labels=true", "data.max_emoji_per_post=1", "input.crop_min_area=1.0")),
 }
 # Rows whose train step costs differ from the demo's: their length follows their measured rate.
 TIMED = ("input.image_size", "model.name")
 
 
-def row_config(overrides: dict[str, Any], examples: int, seed: int = 0) -> Any:
+def row_config(overrides: Sequence[str], examples: int, seed: int = 0) -> Any:
     """The demo config with a row's overrides, pretraining for `examples` images, linear probe only."""
-    config = load_config(f"{DEMO_CONFIG}:protocols=linear", lock=False)
-    config.seed = seed
-    for key, value in overrides.items():
-        *parents, leaf = key.split(".")
-        node = config
-        for p in parents:
-            node = node[p]
-        if leaf not in node:
-            raise KeyError(f"{key} is not a field of the demo config")
-        node[leaf] = value
-    config.total_examples = int(examples)
-    return config
+    return load_config(f"{DEMO_CONFIG}:protocols=linear",
+                       [*overrides, f"seed={seed}", f"total_examples={int(examples)}"], lock=False)
 
 
 def step_rates(configs: dict[str, Any], rounds: int = 3, steps: int = 10) -> dict[str, float]:
@@ -168,11 +158,11 @@ def main() -> int:
 
     configs = {n: row_config(ROWS[n][1], args.examples) for n in names}
     if "demo" in names:
-        configs.update({f"demo-seed{s}": row_config({}, args.examples, seed=s) for s in range(1, args.seeds)})
-    timed = [n for n in names if any(k in ROWS[n][1] for k in TIMED)
+        configs.update({f"demo-seed{s}": row_config((), args.examples, seed=s) for s in range(1, args.seeds)})
+    timed = [n for n in names if any(o.partition("=")[0] in TIMED for o in ROWS[n][1])
              and not (workdir / n / "results.json").exists()]
     if timed:
-        rates = step_rates({"demo": row_config({}, args.examples), **{n: configs[n] for n in timed}})
+        rates = step_rates({"demo": row_config((), args.examples), **{n: configs[n] for n in timed}})
         for n in timed:
             configs[n].total_examples = int(round(args.examples * rates[n] / rates["demo"], -2))
             print(f"learnability: {n} steps at {rates[n]:.0f} img/s against the demo's {rates['demo']:.0f}: "
