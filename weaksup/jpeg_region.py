@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from weaksup import native_build
+from weaksup import console, native_build
 
 log = logging.getLogger(__name__)
 
@@ -138,6 +138,7 @@ def decode_region(
 
 
 def main(argv: list[str]) -> int:
+    console.ensure_setup()  # status lines are log records: shown unless -q
     parser = argparse.ArgumentParser(prog="python -m weaksup jpeg", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="cmd", required=True)
     b = sub.add_parser("build", help="compile the region decoder into the cache directory")

@@ -36,7 +36,7 @@ from pathlib import Path
 import numpy as np
 from scipy.special import softmax
 
-from weaksup import augment, sharding, train_lib
+from weaksup import augment, console, sharding, train_lib
 from weaksup.checkpoint import load_pretrained
 from weaksup.corpus.images import ImageError, check_image
 from weaksup.errors import EXIT_OK, EXIT_USAGE, UsageError
@@ -118,6 +118,7 @@ def _print_table(rows: list[tuple[Path, list[Label]]]) -> None:
 
 def main(argv: list[str]) -> int:
     """`python -m weaksup predict` (see the module docstring)."""
+    console.ensure_setup()  # status lines are log records: shown unless -q
     parser = argparse.ArgumentParser(prog="python -m weaksup predict", description=__doc__.split("\n\n")[0])
     parser.add_argument("paths", nargs="+", help="pictures and folders (searched recursively)")
     parser.add_argument("--workdir", required=True, help="the run folder (its checkpoints/)")

@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from weaksup import console
 from weaksup.corpus import pipeline
 from weaksup.corpus.balance import balance_corpus
 from weaksup.corpus.dedup import reference_hashes
@@ -101,6 +102,7 @@ def _build_parser() -> argparse.ArgumentParser:
 
 def build_main(argv: list[str]) -> int:
     """`corpus build`: parses flags and runs the pipeline."""
+    console.ensure_setup()  # status lines are log records: shown unless -q
     if "--" in argv:
         cut = argv.index("--")
         argv, beam_args = argv[:cut], argv[cut + 1:]
@@ -136,9 +138,7 @@ def build_main(argv: list[str]) -> int:
         max_pixels=args.max_pixels or DEFAULT_MAX_PIXELS, dedup_hashes=hashes,
         dedup_threshold=args.dedup_threshold, dedup_fine_threshold=args.dedup_fine_threshold, dedup_specs=tuple(args.dedup_against))
     if args.runner not in ("local", "direct"):
-        from apache_beam.runners.runner import (
-            create_runner,  # Beam only for the runners that need it
-        )
+        from apache_beam.runners.runner import create_runner  # Beam only for the runners that need it
 
         try:
             create_runner(args.runner)  # an unknown runner fails here, before any input is read

@@ -44,7 +44,7 @@ from typing import Any
 import numpy as np
 import tensorflow_datasets as tfds
 
-from weaksup import paths
+from weaksup import console, paths
 from weaksup.corpus.emojigram import assets, concepts, render
 from weaksup.hashtags.resolver import Resolver
 
@@ -278,6 +278,7 @@ def build_target(
 
 def main(argv: Sequence[str] | None = None) -> int:
     """`python -m weaksup.datasets.emojigram_target`: build the target dataset."""
+    console.ensure_setup()  # status lines are log records: shown unless -q
     p = argparse.ArgumentParser(prog="python -m weaksup.datasets.emojigram_target", description=__doc__.split("\n\n")[0])
     p.add_argument("--data-dir", default=None, help=f"TFDS data_dir (default {paths.tfds_data_dir()})")
     p.add_argument("--heldout-artist", default=assets.DEFAULT_HELDOUT_ARTIST, choices=assets.ARTISTS)

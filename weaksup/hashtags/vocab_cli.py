@@ -8,7 +8,7 @@ import logging
 import sys
 from pathlib import Path
 
-from weaksup import validation
+from weaksup import console, validation
 from weaksup.corpus.shards import CorpusError
 from weaksup.errors import EXIT_USAGE, UsageError
 from weaksup.hashtags.vocabulary import MODES, Vocabulary, VocabularyError
@@ -31,6 +31,7 @@ def _coverage_lines(vocab: Vocabulary) -> list[str]:
 
 
 def main(argv: list[str]) -> int:
+    console.ensure_setup()  # status lines are log records: shown unless -q
     parser = argparse.ArgumentParser(prog="python -m weaksup vocab", description=__doc__)
     sub = parser.add_subparsers(dest="cmd", required=True)
     b = sub.add_parser("build", help="build a vocabulary JSON and print its coverage")

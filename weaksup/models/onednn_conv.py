@@ -35,7 +35,7 @@ import jaxlib
 import numpy as np
 from jax import lax
 
-from weaksup import native_build
+from weaksup import console, native_build
 
 log = logging.getLogger(__name__)
 
@@ -235,6 +235,7 @@ def conv(
 
 
 def main(argv: list[str]) -> int:
+    console.ensure_setup()  # status lines are log records: shown unless -q
     parser = argparse.ArgumentParser(prog="python -m weaksup onednn", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="cmd", required=True)
     b = sub.add_parser("build", help="compile the oneDNN convolution handlers into the cache directory")

@@ -17,6 +17,7 @@ import argparse
 import logging
 import sys
 
+from weaksup import console
 from weaksup.errors import EXIT_OK, EXIT_USAGE, UsageError
 from weaksup.weights import names, transfer
 
@@ -48,6 +49,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str]) -> int:
     """Command-line entry point (see the module docstring)."""
+    console.ensure_setup()  # status lines are log records: shown unless -q
     args = _parser().parse_args(argv)
     try:
         if args.action == "import":
@@ -56,14 +58,14 @@ def main(argv: list[str]) -> int:
             r = transfer.import_weights(args.model, args.source, args.workdir, vocab_path=args.vocab,
                                         image_size=args.image_size, scheme=args.names)
             log.info(f"weights: imported {r.tensors} tensors ({r.parameters:,} parameters, {r.scheme} names) "
-                  f"from {r.source} as {r.model} at {r.image_size} px into {r.workdir}")
+                     f"from {r.source} as {r.model} at {r.image_size} px into {r.workdir}")
             log.info(f"weights: head {r.head}, {r.num_classes} classes ({r.vocabulary})")
             if r.unused:
                 log.warning(f"weights: {len(r.unused)} key(s) of the file unused: {', '.join(r.unused)}")
         else:
             r = transfer.export_weights(args.workdir, args.output, step=args.step, scheme=args.names)
             log.info(f"weights: exported {r.model} step {r.step} ({r.tensors} tensors, {r.parameters:,} parameters, "
-                  f"{r.num_classes} classes, {r.scheme} names) to {r.output}: {', '.join(r.files)}")
+                     f"{r.num_classes} classes, {r.scheme} names) to {r.output}: {', '.join(r.files)}")
     except UsageError as e:
         print(f"weights: error: {e}", file=sys.stderr)
         return EXIT_USAGE
