@@ -18,8 +18,9 @@ One run, side by side (so CPU contention affects every figure alike):
    SGD with weight decay on soft targets, batch 128 at 32 px, float32 and bfloat16. Each
    weaksup conv_impl ("xla", "onednn") and PyTorch run in turn, a few steps at a time,
    for several rounds in this one process, so other load on the machine falls on all of
-   them alike; the table gives median images/s and weaksup / PyTorch. Skipped, saying
-   so, when torch is not installed (it is in the dev extra). `--torch-only` runs only this.
+   them alike; the table gives median images/s and the median over rounds of weaksup /
+   PyTorch within the round. Skipped, saying so, when torch is not installed (it is in
+   the dev extra). `--torch-only` runs only this.
 
     .venv/bin/python benchmarks/models.py [--batch 128] [--image-size 32] [--quick]
         [--torch-only] [--rounds 5] [--dtypes float32,bfloat16]
@@ -265,7 +266,11 @@ def bench_vs_torch(names: list[str], dtypes: list[str], batch: int, size: int, r
             print(f"    {name} {dtype} ({counts['pytorch']:,} parameters)")
             for k, r in rates.items():
                 med = statistics.median(r)
-                ratio = "" if k == "pytorch" else f"  {med / torch_rate:4.2f}x PyTorch"
+                # The ratio within each round pairs runs seconds apart: load that comes and
+                # goes cancels in it, so its median is the figure to quote.
+                paired = [a / b for a, b in zip(r, rates["pytorch"])]
+                ratio = "" if k == "pytorch" else (
+                    f"  {statistics.median(paired):4.2f}x PyTorch (rounds {min(paired):.2f}-{max(paired):.2f})")
                 print(f"      {k:<16} {med:>7.0f} images/s (rounds {min(r):.0f}-{max(r):.0f}){ratio}")
 
 

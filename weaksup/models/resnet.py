@@ -27,6 +27,7 @@ import jax.numpy as jnp
 
 from weaksup.models.grouped_conv import grouped_conv
 from weaksup.models.norm import BatchNorm
+from weaksup.models.pooling import max_pool
 
 Dtype = Any
 
@@ -168,7 +169,7 @@ class Trunk(nn.Module):
         x = BatchNorm(groups=self.bn_groups, dtype=self.dtype, param_dtype=self.param_dtype, name="stem_bn")(x, train)
         x = nn.relu(x)
         if pool:
-            x = nn.max_pool(x, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))
+            x = max_pool(x, 3, 2, 1, self.conv_impl)
         for i, blocks in enumerate(cfg.stage_sizes):
             for j in range(blocks):
                 x = Bottleneck(

@@ -12,10 +12,14 @@
  * per shape.  Calls are serialised by one mutex: each call uses every OpenMP thread, and
  * two concurrent calls on a 2-core machine would only oversubscribe it.  Built by
  * `python -m weaksup onednn build` (weaksup/models/onednn_conv.py).
+ *
+ * The max pool at the end (plain loops, no oneDNN) lives here because it serves the same
+ * path: XLA:CPU's max-pool gradient is slower than the convolutions around it.
  */
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
+#include <limits>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -235,6 +239,136 @@ auto binding() {
       .Attr<int64_t>("pr");
 }
 
+
+/* Max pooling (NHWC, square window, -inf padding) with the gradient semantics of XLA's
+ * select-and-scatter, so results equal flax's nn.max_pool bit for bit: the gradient of
+ * each output goes to the first maximal element of its window in row-major order (a
+ * padded position counts as -inf), and each input position sums what it receives in
+ * output row-major order, rounding to the buffer's dtype after every add as XLA does.
+ * Plain loops over the contiguous channel axis, which the compiler vectorises; the
+ * forward pass also writes each output's window tap (int8) for the backward pass. */
+
+inline float load(const float* p, int64_t i) { return p[i]; }
+inline float load(const uint16_t* p, int64_t i) {
+  uint32_t bits = static_cast<uint32_t>(p[i]) << 16;
+  float f;
+  std::memcpy(&f, &bits, 4);
+  return f;
+}
+inline void store(float* p, int64_t i, float v) { p[i] = v; }
+inline void store(uint16_t* p, int64_t i, float v) {  // round to nearest even, as XLA
+  uint32_t bits;
+  std::memcpy(&bits, &v, 4);
+  if ((bits & 0x7fffffffu) > 0x7f800000u) {
+    p[i] = static_cast<uint16_t>((bits >> 16) | 0x40);  // quiet NaN
+    return;
+  }
+  bits += 0x7fffu + ((bits >> 16) & 1u);
+  p[i] = static_cast<uint16_t>(bits >> 16);
+}
+
+struct PoolShape {
+  int64_t n, h, w, c, oh, ow, k, s, p;
+};
+
+// One tap of one window over all channels: branch-free (masks, not jumps), so it
+// vectorises; with jumps the compares of real activations mispredict about half the time.
+template <typename T>
+inline void take_max(const T* __restrict__ src, float* __restrict__ best, int32_t* __restrict__ first,
+                     int32_t here, int64_t channels) {
+  for (int64_t c = 0; c < channels; ++c) {
+    const float v = load(src, c);
+    const int32_t more = -static_cast<int32_t>(v > best[c]);  // a tie keeps the earlier tap
+    best[c] = v > best[c] ? v : best[c];
+    first[c] = (here & more) | (first[c] & ~more);
+  }
+}
+
+template <typename T>
+void pool_forward(const PoolShape& d, const T* x, T* y, int8_t* tap) {
+  const float ninf = -std::numeric_limits<float>::infinity();
+  std::vector<float> best(d.c);
+  std::vector<int32_t> first(d.c);
+  for (int64_t n = 0; n < d.n; ++n)
+    for (int64_t i = 0; i < d.oh; ++i)
+      for (int64_t j = 0; j < d.ow; ++j) {
+        // A padded tap is -inf: it never beats an earlier tap, and as the first tap it
+        // stays the start unless a later one is greater, as -inf padding does in XLA.
+        std::fill(best.begin(), best.end(), ninf);
+        std::fill(first.begin(), first.end(), 0);
+        for (int64_t ki = 0; ki < d.k; ++ki)
+          for (int64_t kj = 0; kj < d.k; ++kj) {
+            const int64_t hi = i * d.s + ki - d.p, wj = j * d.s + kj - d.p;
+            if (hi < 0 || hi >= d.h || wj < 0 || wj >= d.w) continue;
+            take_max(x + ((n * d.h + hi) * d.w + wj) * d.c, best.data(), first.data(),
+                     static_cast<int32_t>(ki * d.k + kj), d.c);
+          }
+        const int64_t o = ((n * d.oh + i) * d.ow + j) * d.c;
+        for (int64_t c = 0; c < d.c; ++c) {
+          store(y, o + c, best[c]);
+          tap[o + c] = static_cast<int8_t>(first[c]);
+        }
+      }
+}
+
+template <typename T>
+void pool_backward(const PoolShape& d, const T* g, const int8_t* tap, T* dx) {
+  std::memset(dx, 0, sizeof(T) * d.n * d.h * d.w * d.c);
+  std::vector<int64_t> base(d.k * d.k);  // where each tap of the window starts; -1: padding
+  for (int64_t n = 0; n < d.n; ++n)
+    for (int64_t i = 0; i < d.oh; ++i)
+      for (int64_t j = 0; j < d.ow; ++j) {
+        for (int64_t ki = 0; ki < d.k; ++ki)
+          for (int64_t kj = 0; kj < d.k; ++kj) {
+            const int64_t hi = i * d.s + ki - d.p, wj = j * d.s + kj - d.p;
+            const bool inside = hi >= 0 && hi < d.h && wj >= 0 && wj < d.w;
+            base[ki * d.k + kj] = inside ? ((n * d.h + hi) * d.w + wj) * d.c : -1;
+          }
+        const int64_t o = ((n * d.oh + i) * d.ow + j) * d.c;
+        for (int64_t c = 0; c < d.c; ++c) {
+          const int64_t b = base[tap[o + c]];
+          if (b < 0) continue;  // a padded -inf won: the gradient falls off the edge
+          store(dx, b + c, load(dx, b + c) + load(g, o + c));
+        }
+      }
+}
+
+PoolShape pool_shape(ffi::Span<const int64_t> x, int64_t k, int64_t s, int64_t p) {
+  return PoolShape{x[0], x[1], x[2], x[3], (x[1] + 2 * p - k) / s + 1, (x[2] + 2 * p - k) / s + 1,
+                   k, s, p};
+}
+
+ffi::Error max_pool_fwd(ffi::AnyBuffer x, ffi::Result<ffi::AnyBuffer> y,
+                        ffi::Result<ffi::Buffer<ffi::S8>> tap, int64_t k, int64_t s, int64_t p) {
+  int bf16 = 0;
+  if (auto err = check_dtype(x.element_type(), &bf16); err.failure()) return err;
+  if (k * k > 127) return ffi::Error(ffi::ErrorCode::kInvalidArgument, "max_pool: window over 11x11");
+  const PoolShape d = pool_shape(x.dimensions(), k, s, p);
+  if (bf16) {
+    pool_forward(d, static_cast<const uint16_t*>(x.untyped_data()),
+                 static_cast<uint16_t*>(y->untyped_data()), tap->typed_data());
+  } else {
+    pool_forward(d, static_cast<const float*>(x.untyped_data()),
+                 static_cast<float*>(y->untyped_data()), tap->typed_data());
+  }
+  return ffi::Error::Success();
+}
+
+ffi::Error max_pool_bwd(ffi::AnyBuffer g, ffi::Buffer<ffi::S8> tap, ffi::Result<ffi::AnyBuffer> dx,
+                        int64_t k, int64_t s, int64_t p) {
+  int bf16 = 0;
+  if (auto err = check_dtype(g.element_type(), &bf16); err.failure()) return err;
+  const PoolShape d = pool_shape(dx->dimensions(), k, s, p);
+  if (bf16) {
+    pool_backward(d, static_cast<const uint16_t*>(g.untyped_data()), tap.typed_data(),
+                  static_cast<uint16_t*>(dx->untyped_data()));
+  } else {
+    pool_backward(d, static_cast<const float*>(g.untyped_data()), tap.typed_data(),
+                  static_cast<float*>(dx->untyped_data()));
+  }
+  return ffi::Error::Success();
+}
+
 }  // namespace
 
 XLA_FFI_DEFINE_HANDLER_SYMBOL(weaksup_onednn_conv_fwd, call_kind<kForward>, binding());
@@ -261,3 +395,20 @@ extern "C" int weaksup_onednn_describe(const int64_t* shape, int kind, int bf16,
     return -1;
   }
 }
+
+XLA_FFI_DEFINE_HANDLER_SYMBOL(weaksup_max_pool_fwd, max_pool_fwd,
+                              ffi::Ffi::Bind()
+                                  .Arg<ffi::AnyBuffer>()
+                                  .Ret<ffi::AnyBuffer>()
+                                  .Ret<ffi::Buffer<ffi::S8>>()
+                                  .Attr<int64_t>("k")
+                                  .Attr<int64_t>("s")
+                                  .Attr<int64_t>("p"));
+XLA_FFI_DEFINE_HANDLER_SYMBOL(weaksup_max_pool_bwd, max_pool_bwd,
+                              ffi::Ffi::Bind()
+                                  .Arg<ffi::AnyBuffer>()
+                                  .Arg<ffi::Buffer<ffi::S8>>()
+                                  .Ret<ffi::AnyBuffer>()
+                                  .Attr<int64_t>("k")
+                                  .Attr<int64_t>("s")
+                                  .Attr<int64_t>("p"));
