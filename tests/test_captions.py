@@ -159,6 +159,33 @@ def test_bad_label_options_are_usage_errors(tmp_path, capsys):
     assert "labeller='clip'" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("fmt", ["jsonl", "csv"])
+def test_manifest_captions_become_labelled_posts(tmp_path, fmt):
+    """JSONL and CSV manifests of alt-text captions take the same label options."""
+    rows = [("a", "Two tabby cats asleep on a wooden bench", ""),
+            ("b", "My friend's sailboat at the harbour", "sailing"),
+            ("c", "Feeling grateful", "")]
+    for pid, _, _ in rows:
+        (tmp_path / f"{pid}.jpg").write_bytes(corpus_inputs.jpeg(900 + ord(pid)))
+    manifest = tmp_path / f"posts.{fmt}"
+    if fmt == "jsonl":
+        manifest.write_text("".join(json.dumps({"id": p, "image": f"{p}.jpg", "caption": c, "tags": t}) + "\n"
+                                    for p, c, t in rows))
+    else:
+        manifest.write_text("id,image,caption,tags\n" + "".join(f'{p},{p}.jpg,"{c}",{t}\n' for p, c, t in rows))
+
+    posts, skips = _read(get_source(fmt, str(manifest)))
+    assert set(posts) == {"b"} and skips == {"no_hashtags": 2}  # tags only: the default
+    posts, skips = _read(get_source(fmt, str(manifest), labels="caption"))
+    assert set(posts) == {"a", "b"} and skips == {"no_hashtags": 1}
+    assert posts["a"].hashtags[:2] == ("tabby_cat", "bench")  # the two-word lemma, singular and posts["a"].meta["tags_from"] == "caption"
+    assert "sailboat" in posts["b"].hashtags and "sailing" not in posts["b"].hashtags
+    posts, _ = _read(get_source(fmt, str(manifest), labels="both"))
+    assert posts["b"].hashtags[0] == "sailing" and "sailboat" in posts["b"].hashtags
+    with pytest.raises(SourceError, match="labeller='clip'"):
+        get_source(fmt, str(manifest), labeller="clip")
+
+
 def _read(source):
     posts, skips = {}, Counter()
     for unit in source.work_units():

@@ -39,7 +39,7 @@ emojigram (generated; no --input). Source options: --option KEY=VALUE (VALUE is 
 a JSON literal when it parses, else kept as a string), e.g. --option group=post for
 instaloader, --option nouns=true for webdataset, --option images=DIR for yfcc.
 
-labels (webdataset, yfcc): --labels hashtags (default: the caption's hashtags, YFCC's user
+labels (webdataset, yfcc, jsonl, csv): --labels hashtags (default: the caption's hashtags, YFCC's user
 and machine tags), caption (the caption's noun phrases resolved to depictable WordNet
 senses: alt-text shards become labelled posts) or both; --labeller weaksup (default) or
 catlip (CatLIP's first-sense baseline). See weaksup/hashtags/text.py.
@@ -79,7 +79,7 @@ def _build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--option", action="append", default=[], type=parse_option, metavar="KEY=VALUE",
                     help="source option (repeatable)")
     ap.add_argument("--labels", choices=LABEL_SOURCES,
-                    help="label source (option labels; webdataset, yfcc): default hashtags")
+                    help="label source (option labels; webdataset, yfcc, jsonl, csv): default hashtags")
     ap.add_argument("--labeller", choices=LABELLERS,
                     help="caption labeller (option labeller): default weaksup")
     ap.add_argument("--num-posts", type=int, help="emojigram: number of posts (option num_posts)")

@@ -5,13 +5,13 @@ from __future__ import annotations
 import re
 
 from weaksup.hashtags.idioms import STOPWORDS
-from weaksup.hashtags.normalize import _prepare
+from weaksup.hashtags.normalize import prepare_text
 from weaksup.wordnet import load_index
 
 # A hashtag is '#' (or full-width '＃') followed by word characters in any script, as
 # Instagram and Twitter parse them; it must not be glued to a preceding word ("a#b",
 # "&#39;" in HTML) and stops at whitespace, punctuation or the next '#'.
-_HASHTAG_RE = re.compile(r"(?<![\w&#＃])[#＃]([\w\u0300-\u036f\u200c\u200d]+)")
+HASHTAG_RE = re.compile(r"(?<![\w&#＃])[#＃]([\w\u0300-\u036f\u200c\u200d]+)")
 _WORD_RE = re.compile(r"[^\W\d_]+(?:['’][^\W\d_]+)?")
 
 
@@ -23,7 +23,7 @@ def extract_hashtags(caption: str) -> list[str]:
     """
     if not caption:
         return []
-    return [m.group(1) for m in _HASHTAG_RE.finditer(caption) if not m.group(1).isdigit()]
+    return [m.group(1) for m in HASHTAG_RE.finditer(caption) if not m.group(1).isdigit()]
 
 
 def extract_nouns(caption: str) -> list[str]:
@@ -35,7 +35,7 @@ def extract_nouns(caption: str) -> list[str]:
     Hashtags in the caption are ignored (use `extract_hashtags`).
     """
     idx = load_index()
-    text = _HASHTAG_RE.sub(" ", _prepare(caption or ""))
+    text = HASHTAG_RE.sub(" ", prepare_text(caption or ""))
     words = [w.casefold().replace("’", "'") for w in _WORD_RE.findall(text)]
     out: list[str] = []
     i = 0
@@ -54,7 +54,7 @@ def extract_nouns(caption: str) -> list[str]:
             if w in STOPWORDS or len(w) < 2:
                 continue
             for lemma in idx.lemmatize_noun(w):
-                if _mostly_noun(idx, w, lemma):
+                if mostly_noun(idx, w, lemma):
                     found = lemma
                     break
         if found is not None and found not in out:
@@ -74,7 +74,7 @@ def _verb_bases(form: str) -> list[str]:
     return out
 
 
-def _mostly_noun(idx, form: str, lemma: str) -> bool:
+def mostly_noun(idx, form: str, lemma: str) -> bool:
     """Whether a caption word is used as a noun, judged by WordNet's sense-tag counts."""
     noun = idx.pos_count(lemma, "noun") or 0
     other = max((idx.pos_count(form, p) or 0) for p in ("adj", "adv"))

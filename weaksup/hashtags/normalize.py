@@ -32,7 +32,7 @@ _CAMEL_RE = re.compile(r"(?<=[a-z])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])|(?<=[^\W\d
 MAX_TAG_CHARS = 100
 
 
-def _prepare(tag: str) -> str:
+def prepare_text(tag: str) -> str:
     t = unicodedata.normalize("NFKC", tag)
     t = _INVISIBLE_RE.sub("", t)
     return t.strip().lstrip("#").strip()
@@ -43,7 +43,7 @@ def normalize_hashtag(tag: str) -> str:
 
     Accents are kept (`café` stays `café`); the resolver tries the unaccented form too.
     """
-    return _SEP_RE.sub("", _prepare(tag)).casefold()
+    return _SEP_RE.sub("", prepare_text(tag)).casefold()
 
 
 def _fold(text: str) -> str:
@@ -64,7 +64,7 @@ def hashtag_words(tag: str) -> list[str]:
     if tag.isascii() and tag.isalpha() and (tag.islower() or tag[1:].islower()):
         return [tag.lower()]  # the common case: one plain or capitalised word
     out: list[str] = []
-    for part in _WORD_SPLIT_RE.split(_prepare(tag)):
+    for part in _WORD_SPLIT_RE.split(prepare_text(tag)):
         if part:
             out += [_fold(w) for w in _CAMEL_RE.split(part) if w]
     return out

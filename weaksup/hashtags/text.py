@@ -38,9 +38,9 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from weaksup.hashtags.extract import _HASHTAG_RE, _mostly_noun
+from weaksup.hashtags.extract import HASHTAG_RE, mostly_noun
 from weaksup.hashtags.idioms import STOPWORDS
-from weaksup.hashtags.normalize import _prepare
+from weaksup.hashtags.normalize import prepare_text
 from weaksup.hashtags.resolver import Resolver
 from weaksup.wordnet import WordNetIndex, load_index
 
@@ -124,7 +124,7 @@ class CaptionWord:
 
 def caption_words(caption: str) -> list[CaptionWord]:
     """The caption's words, lowercase, possessives cut, hashtags and contractions left out."""
-    text = _HASHTAG_RE.sub(" ", _prepare(caption or "")).replace("’", "'")
+    text = HASHTAG_RE.sub(" ", prepare_text(caption or "")).replace("’", "'")
     out: list[CaptionWord] = []
     for clause, part in enumerate(_CLAUSE_RE.split(text)):
         for m in _TOKEN_RE.finditer(part):
@@ -228,7 +228,7 @@ class CaptionLabeller:
             return False
         if prev in DETERMINERS:
             return True
-        return any(_mostly_noun(self.index, form, lemma) for lemma in lemmas)
+        return any(mostly_noun(self.index, form, lemma) for lemma in lemmas)
 
     def labels(self, caption: str) -> list[CaptionLabel]:
         """The caption's labels in order of appearance, one per synset."""

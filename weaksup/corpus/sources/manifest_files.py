@@ -8,7 +8,10 @@ with `..` and symlinks that lead out of that folder are skipped as `unsafe_path`
 `allow_outside=True`; FIFOs, devices and folders are skipped as `not_a_file` (neither is
 ever opened: `weaksup.corpus.confine`); a manifest file in an input folder is held to the
 same rules. Explicit tags win over the caption's hashtags; rows without an id get
-`<manifest stem>:<row>`. The input is one manifest file or a folder of them. JSONL files are split into byte ranges for the
+`<manifest stem>:<row>`. Options `labels` (hashtags, caption, both) and `labeller`
+(weaksup, catlip) label captions as the webdataset source does (`assemble_post`), so a
+manifest of alt-text captions without tags becomes labelled posts. The input is one
+manifest file or a folder of them. JSONL files are split into byte ranges for the
 workers; a CSV file (quoted fields may span lines) is one work unit.
 """
 
@@ -30,6 +33,7 @@ from weaksup.corpus.sources.base import (
     SourceError,
     assemble_post,
     byte_range_units,
+    check_label_options,
     decode_text,
     iter_lines_in_range,
     read_file_capped,
@@ -62,7 +66,10 @@ class _ManifestSource:
         bytes_per_unit: int = 16 << 20,
         max_hashtags: int = DEFAULT_MAX_HASHTAGS,
         nouns: bool = False,
+        labels: str = "hashtags",
+        labeller: str = "weaksup",
     ):
+        self.labels, self.labeller = check_label_options(self.name, labels, labeller)
         if not input:
             raise SourceError(f"{self.name}: --input (a manifest file or folder) is required")
         self.root = Path(input)
@@ -135,6 +142,7 @@ class _ManifestSource:
         return assemble_post(
             pid, data, source=self.name, caption=caption, hashtags=tags or None,
             meta={"path": rel}, fixes=fixes, max_hashtags=self.max_hashtags, nouns=self.nouns,
+            labels=self.labels, labeller=self.labeller,
         )
 
 
