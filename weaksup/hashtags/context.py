@@ -273,23 +273,28 @@ class PostSenses:
         matrix = self._matrix
         partners = {i: [(j, matrix(slots[i], slots[j])) for j in range(n) if j != i]
                     for i in open_}
+        priors = {i: [p for _, p in slots[i].candidates] for i in open_}
         # Start: each open slot's best sense given the best partner in every other slot.
+        # (Sums element by element in partner order, as a running total would.)
         for i in open_:
-            score = [p for _, p in slots[i].candidates]
-            for _, m in partners[i]:
-                score = [a + b for a, b in zip(score, m.best)]
+            score = list(map(sum, zip(priors[i], *(m.best for _, m in partners[i]))))
             choice[i] = score.index(max(score))
         if len(open_) == 1:  # the others are fixed: the start is the optimum
             return choice
+        # Iterated conditional modes; a slot is re-scored only when a partner changed
+        # since its last look (otherwise its best is the sense it already holds).
+        stale = set(open_)
         for _ in range(self.max_rounds):
             changed = False
             for i in open_:
-                score = [p for _, p in slots[i].candidates]
-                for j, m in partners[i]:
-                    score = [a + b for a, b in zip(score, m.cols[choice[j]])]
+                if i not in stale:
+                    continue
+                stale.discard(i)
+                score = list(map(sum, zip(priors[i], *(m.cols[choice[j]] for j, m in partners[i]))))
                 best = score.index(max(score))
                 if score[best] > score[choice[i]] + 1e-12:
                     choice[i], changed = best, True
+                    stale.update(j for j in open_ if j != i)
             if not changed:
                 break
         return choice
