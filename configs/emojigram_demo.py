@@ -97,8 +97,11 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.model.name = arg.model
     # bf16 compute with f32 parameters: about 2x the f32 training rate on CPU here; the
     # convolutions and the stem pool through oneDNN where it is built (2.3x XLA's rate
-    # in bf16, README "CPU convolutions"), XLA's otherwise.
-    c.model.overrides = {"dtype": "bfloat16", "conv_impl": "auto"}
+    # in bf16, README "CPU convolutions"), XLA's otherwise. A ViT has no convolutions
+    # to route.
+    c.model.overrides = {"dtype": "bfloat16"}
+    if not arg.model.startswith("vit"):
+        c.model.overrides["conv_impl"] = "auto"
 
     c.input.global_batch_size = 32 if local else 128
     c.input.image_size = 32
