@@ -5,7 +5,8 @@ batch 128), in float32 and bfloat16: the forward pass, the input gradient (backw
 and the kernel gradient (backward-weights), each jitted alone, through XLA (the models'
 "xla" path: the dense / super-group / matmul decomposition of
 weaksup.models.grouped_conv) and through the oneDNN custom calls
-(weaksup.models.onednn_conv), with the oneDNN kernel each pass uses. The runs alternate
+(weaksup.models.onednn_conv), with the oneDNN kernel each pass uses; then the stem's max
+pool, flax's (XLA's select-and-scatter gradient) against the native one. The runs alternate
 per shape, so CPU contention from other processes affects both alike; quote the ratios.
 
     .venv/bin/python benchmarks/onednn_conv.py [--models resnext_tiny,resnet_tiny] [--batch 128]
@@ -20,6 +21,7 @@ import sys
 import time
 
 import jax
+import flax.linen as nn
 import jax.numpy as jnp
 
 from weaksup.models import get_model, onednn_conv
@@ -108,7 +110,23 @@ def main(argv: list[str] | None = None) -> int:
                 f"{totals['xla', p] / totals['onednn', p]:5.1f}x" for p in PASSES
             )
             print(f"  {'sum (each shape once)':<39} {cells}")
+        bench_stem_pool(dtype, args.batch, args.image_size, args.iters)
     return 0
+
+
+def bench_stem_pool(dtype: jnp.dtype, batch: int, size: int, iters: int) -> None:
+    """The tiny models' 3x3/2 stem max pool (32 channels): flax's (XLA) against the native one."""
+    x = jax.random.normal(jax.random.key(0), (batch, size, size, 32)).astype(dtype)
+    pools = {"xla": lambda v: nn.max_pool(v, (3, 3), (2, 2), ((1, 1), (1, 1))),
+             "native": lambda v: onednn_conv.max_pool(v, 3, 2, 1)}
+    g = jnp.ones(pools["xla"](x).shape, dtype)
+    t = {}
+    for impl, pool in pools.items():
+        t[impl, "fwd"] = _time(jax.jit(pool), x, iters=iters)
+        t[impl, "fwd+bwd"] = _time(jax.jit(lambda v, g, pool=pool: jax.vjp(pool, v)[1](g)[0]), x, g, iters=iters)
+    print(f"  stem max pool 3x3/2, {size}x{size}x32: ms, XLA / native: "
+          + ", ".join(f"{p} {t['xla', p] * 1e3:.2f}/{t['native', p] * 1e3:.2f} ({t['xla', p] / t['native', p]:.1f}x)"
+                      for p in ("fwd", "fwd+bwd")))
 
 
 if __name__ == "__main__":
