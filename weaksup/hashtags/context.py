@@ -270,15 +270,28 @@ class PostSenses:
         open_ = [i for i in range(n) if len(slots[i].candidates) > 1]
         if not open_ or n < 2:
             return choice
-        matrix = self._matrix
-        partners = {i: [(j, matrix(slots[i], slots[j])) for j in range(n) if j != i]
-                    for i in open_}
-        priors = {i: [p for _, p in slots[i].candidates] for i in open_}
-        # Start: each open slot's best sense given the best partner in every other slot.
-        # (Sums element by element in partner order, as a running total would.)
+        known = self._matrices.get
+        keys = [s.key for s in slots]
+        partners: dict[int, list[tuple[int, _Matrix]]] = {}
+        priors: dict[int, list[float]] = {}
+        # Per slot: its best candidate given the best partner in every other slot, that
+        # bound's value and the best bound among the other candidates. The bound is the
+        # start of the search, and it lets a re-choice stop early: when the held
+        # candidate scores at least every other one's bound, nothing can beat it.
+        bounds: dict[int, tuple[int, float, float]] = {}
         for i in open_:
-            score = list(map(sum, zip(priors[i], *(m.best for _, m in partners[i]))))
-            choice[i] = score.index(max(score))
+            pairs = []
+            for j in range(n):
+                if j != i:
+                    m = known((keys[i], keys[j])) or self._matrix(slots[i], slots[j])
+                    pairs.append((j, m))
+            partners[i] = pairs
+            prior = priors[i] = [p for _, p in slots[i].candidates]
+            # (Sums element by element in partner order, as a running total would.)
+            bound = list(map(sum, zip(prior, *[m.best for _, m in pairs])))
+            top = max(bound)
+            c = choice[i] = bound.index(top)
+            bounds[i] = (c, top, max(bound[:c] + bound[c + 1:]))
         if len(open_) == 1:  # the others are fixed: the start is the optimum
             return choice
         # Iterated conditional modes; a slot is re-scored only when a partner changed
@@ -290,9 +303,14 @@ class PostSenses:
                 if i not in stale:
                     continue
                 stale.discard(i)
-                score = list(map(sum, zip(priors[i], *(m.cols[choice[j]] for j, m in partners[i]))))
+                c, pairs = choice[i], partners[i]
+                top_at, top, second = bounds[i]
+                held = sum((priors[i][c], *[m.cols[choice[j]][c] for j, m in pairs]))
+                if held >= (second if c == top_at else top):
+                    continue
+                score = list(map(sum, zip(priors[i], *[m.cols[choice[j]] for j, m in pairs])))
                 best = score.index(max(score))
-                if score[best] > score[choice[i]] + 1e-12:
+                if score[best] > score[c] + 1e-12:
                     choice[i], changed = best, True
                     stale.update(j for j in open_ if j != i)
             if not changed:

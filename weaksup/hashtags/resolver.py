@@ -99,6 +99,14 @@ class _Hit(NamedTuple):
     trace: tuple[str, ...]
 
 
+class _PostTag(NamedTuple):
+    """How one hashtag takes part in a post."""
+
+    resolution: Resolution | None  # what it resolves to alone
+    slot: Slot | None  # its candidate senses in the joint choice; None: takes no part
+    alone: int | None  # the row of `resolution` where it has a slot
+
+
 class Resolver:
     """Resolves hashtags to WordNet noun synsets. Thread-compatible, not thread-safe."""
 
@@ -115,8 +123,8 @@ class Resolver:
         self.post_senses = PostSenses(self.index, dict(pol.context_weights),
                                       pol.context_only_weight, pol.context_taxonomy_floor,
                                       pol.context_cap)
-        # tag -> (its slot in a post, the row it resolves to alone or None), memoised.
-        self._slots: dict[str, tuple[Slot, int | None] | None] = {}
+        # tag -> how it takes part in a post (memoised).
+        self._post_tags: dict[str, _PostTag] = {}
         self._in_context: dict[tuple[str, int], Resolution] = {}
 
     # ------------------------------------------------------------------ public API
@@ -144,28 +152,25 @@ class Resolver:
 
     def resolve_post(self, tags: Sequence[str]) -> list[Resolution | None]:
         """Resolve every hashtag of one post, the senses chosen jointly (`context`)."""
-        plain = [self.resolve(t) for t in tags]
         if len(tags) < 2:
-            return plain
-        slots, where, alone = self._post_slots(tags)
+            return [self.resolve(t) for t in tags]
+        entries, slots, where = self._post_slots(tags)
+        out = [e.resolution for e in entries]
         if len(slots) < 2:
-            return plain
+            return out
         choice = self.post_senses.choose(slots)
-        out = plain
         for i, k in enumerate(where):
-            if k is None or plain[i] is None:
+            if k is None or out[i] is None:
                 continue
             row = slots[k].candidates[choice[k]][0]
-            if row != alone[i]:
-                if out is plain:
-                    out = list(plain)
-                out[i] = self._context_resolution(tags[i], plain[i], row)
+            if row != entries[i].alone:
+                out[i] = self._context_resolution(tags[i], out[i], row)
         return out
 
     def explain_post(self, tags: Sequence[str]) -> list[list[CandidateScore]]:
         """Per tag, its candidate senses with the parts of their scores as `resolve_post`
         chose them ([] for a tag that takes no part)."""
-        slots, where, _ = self._post_slots(tags)
+        _, slots, where = self._post_slots(tags)
         if not slots:
             return [[] for _ in tags]
         choice = self.post_senses.choose(slots)
@@ -173,32 +178,33 @@ class Resolver:
         return [[] if k is None else scores[k] for k in where]
 
     def _post_slots(self, tags: Sequence[str]
-                    ) -> tuple[list[Slot], list[int | None], list[int | None]]:
-        """The distinct slots of a post and, per tag, the index of its slot and the row
-        it resolves to alone (None where it has none)."""
+                    ) -> tuple[list[_PostTag], list[Slot], list[int | None]]:
+        """Per tag how it takes part; the post's distinct slots; per tag the index of its
+        slot (None where it has none)."""
+        known = self._post_tags.get
+        entries = [known(t) or self._post_tag(t) for t in tags]
         slots: list[Slot] = []
         keys: dict[str, int] = {}
         where: list[int | None] = []
-        alone: list[int | None] = []
-        for t in tags:
-            got = self._slots.get(t, False)
-            if got is False:
-                got = self._slot(t)
-                if len(self._slots) > 2 * max(self.config.cache_size, 1):
-                    self._slots.clear()
-                self._slots[t] = got
-            if got is None:
+        for e in entries:
+            slot = e.slot
+            if slot is None:
                 where.append(None)
-                alone.append(None)
                 continue
-            slot = got[0]
-            alone.append(got[1])
             k = keys.get(slot.key)
             if k is None:
                 k = keys[slot.key] = len(slots)
                 slots.append(slot)
             where.append(k)
-        return slots, where, alone
+        return entries, slots, where
+
+    def _post_tag(self, tag: str) -> _PostTag:
+        got = self._slot(tag)
+        entry = _PostTag(self.resolve(tag), *(got or (None, None)))
+        if len(self._post_tags) > 2 * max(self.config.cache_size, 1):
+            self._post_tags.clear()
+        self._post_tags[tag] = entry
+        return entry
 
     def _slot(self, tag: str) -> tuple[Slot, int | None] | None:
         res = self.resolve(tag)
