@@ -18,8 +18,10 @@ each in 0..1, that saturates at `cap` (see `PostSenses.__init__`):
   gloss      extended gloss overlap: cosine of IDF-weighted word bags of each sense's
              definition, examples and lemmas plus its hypernyms' and linked synsets'
              lemmas and definitions
-  mention    one sense's own definition or examples name the other (mouse.n.04 "... a
-             cursor on your computer display")
+  mention    one sense's own definition or examples name the other: a noun of the
+             gloss is the head of one of its lemmas (mouse.n.04 "... a cursor on your
+             computer display"; the "flowers" of garden.n.02's gloss do not name
+             flower_petal, nor does "capped" name a cap)
   domain     WordNet's topic/region/usage domain pointers (of the sense or its
              ancestors) shared, or one sense inside the other's domain
   lexname    both senses in the same lexicographer file (noun.food, noun.artifact ...)
@@ -42,6 +44,7 @@ from dataclasses import dataclass
 from typing import NamedTuple, Sequence
 
 import numpy as np
+from nltk.stem.snowball import SnowballStemmer
 
 from weaksup.wordnet import WordNetIndex
 
@@ -61,11 +64,10 @@ _GLOSS_STOPWORDS = frozenset("""
     should also into onto over under out up down about after before between through having
     has have had like e g etc i
 """.split())
-# Word stems: the noun lemma, less a derivational suffix, cut to _STEM letters, so
-# musical/music and instrumental/instrument meet (WordNet has no derivation links
-# between the words of glosses).
-_STEM = 6
-_SUFFIXES = ("ical", "ally", "ness", "ing", "al", "ed", "ly", "ic", "ous", "es", "s")
+# Word stems: the noun lemma, then the Snowball (Porter 2) stem, so musical/music and
+# instrumental/instrument meet (WordNet has no derivation links between the words of
+# glosses) while harmonious/harmonica do not.
+_STEMMER = SnowballStemmer("english")
 
 
 class Slot(NamedTuple):
@@ -102,8 +104,8 @@ class _Features(NamedTuple):
     linked: frozenset[int]  # parts/wholes of near, and their hypernyms up to 3 steps
     domains: frozenset[int]  # domain pointers of itself and its ancestors
     bag: dict[str, float]  # unit-norm IDF-weighted word stems
-    own: frozenset[str]  # stems of its own definition and examples
-    names: frozenset[str]  # stems of its lemmas' words
+    own: frozenset[str]  # the nouns (lemmas) of its own definition and examples
+    names: frozenset[str]  # its lemmas' heads (last words)
     lexname: int
 
 
@@ -149,12 +151,7 @@ class PostSenses:
         got = self._stem_cache.get(word)
         if got is None:
             lemmas = self.index.lemmatize_noun(word)
-            got = lemmas[-1] if lemmas else word
-            for suffix in _SUFFIXES:
-                if got.endswith(suffix) and len(got) - len(suffix) >= 4:
-                    got = got[: -len(suffix)]
-                    break
-            got = self._stem_cache[word] = got[:_STEM]
+            got = self._stem_cache[word] = _STEMMER.stem(lemmas[-1] if lemmas else word)
         return got
 
     def _stems(self, text: str) -> set[str]:
@@ -164,6 +161,21 @@ class PostSenses:
     def _lemma_stems(self, row: int) -> set[str]:
         return {self._stem(w) for lemma in self.index.synset_lemmas(row)
                 for w in _WORD_RE.findall(lemma.lower()) if w not in _GLOSS_STOPWORDS}
+
+    def _head_nouns(self, row: int) -> frozenset[str]:
+        # A multi-word lemma names its head: flower_petal is a petal, so a gloss that
+        # says "flowers" does not mention it.
+        return frozenset(words[-1] for lemma in self.index.synset_lemmas(row)
+                         if (words := _WORD_RE.findall(lemma.lower())))
+
+    def _gloss_nouns(self, row: int) -> frozenset[str]:
+        # What a gloss names is its nouns: "capped" and "harmonious" name no cap and no
+        # harmonica, though they share a stem with them.
+        out = set()
+        for w in _WORD_RE.findall(self.index.gloss(row).lower()):
+            if w not in _GLOSS_STOPWORDS and (lemmas := self.index.lemmatize_noun(w)):
+                out.add(lemmas[-1])
+        return frozenset(out)
 
     def features(self, row: int) -> _Features:
         """The memoised per-synset features the components compare."""
@@ -186,8 +198,7 @@ class PostSenses:
             for w in words:
                 bag[w] = max(bag.get(w, 0.0), weight * idf.get(w, 0.0))
 
-        own, names = self._stems(idx.gloss(row)), self._lemma_stems(row)
-        add(own | names, 1.0)
+        add(self._stems(idx.gloss(row)) | self._lemma_stems(row), 1.0)
         parents = idx.hypernym_rows(row)
         for h in parents:
             add(self._stems(idx.gloss(h)) | self._lemma_stems(h), 0.5)
@@ -197,8 +208,8 @@ class PostSenses:
             add(self._stems(idx.gloss(m)) | self._lemma_stems(m), 0.5)
         norm = math.sqrt(sum(v * v for v in bag.values())) or 1.0
         got = _Features(float(self._ic[row]), ancestry, near, frozenset(linked), domains,
-                        {w: v / norm for w, v in bag.items()}, frozenset(own),
-                        frozenset(names), int(idx.lexname_ids[row]))
+                        {w: v / norm for w, v in bag.items()}, self._gloss_nouns(row),
+                        self._head_nouns(row), int(idx.lexname_ids[row]))
         if len(self._features) > self.max_cached:
             self._features.clear()
         self._features[row] = got
