@@ -1,7 +1,7 @@
 """Resolver speed (and dev-set accuracy): prints the figures the issue asks for.
 
     .venv/bin/python benchmarks/resolver.py [--tags 100000] [--stream 2000000]
-        [--posts 20000] [--reference COMMIT]
+        [--posts 20000] [--reference COMMIT] [--rounds 5]
 
 Index build time, index load time, Resolver set-up time, cold resolution rate over
 unique hashtags (a mix of plain nouns, plurals, one-word compounds, Instagram-affixed and
@@ -15,6 +15,9 @@ next to the first-sense baseline and, with --reference, the resolver of an earli
 commit (its package exported with `git archive` and run in a subprocess); and the rate
 of `resolve_post` on 5-tag posts with the caches warm, for posts drawn from the same
 Zipfian tags and for posts of ambiguous tags only. Target: >= 20,000 posts/s per core.
+With --reference, the ambiguous-post rate of that commit and of this tree is also taken
+side by side: --rounds rounds, each timing both in fresh subprocesses on the same batch,
+and the median of the per-round ratios printed, so load that comes and goes cancels out.
 
 Rates are per CPU-second of this process (time.process_time), i.e. what one core does,
 because the machine is shared; wall-clock figures are printed beside them.
@@ -23,9 +26,11 @@ because the machine is shared; wall-clock figures are printed beside them.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import random
+import statistics
 import subprocess
 import sys
 import tarfile
@@ -38,7 +43,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from weaksup import wordnet  # noqa: E402
+from weaksup import paths, wordnet  # noqa: E402
 from weaksup.hashtags import idioms  # noqa: E402
 from weaksup.hashtags.normalize import normalize_hashtag  # noqa: E402
 from weaksup.hashtags.resolver import Resolver  # noqa: E402
@@ -112,6 +117,8 @@ def main() -> int:
     ap.add_argument("--posts", type=int, default=20_000, help="5-tag posts in the post case")
     ap.add_argument("--reference", default=None,
                     help="a commit whose resolver is also scored on the post dev set")
+    ap.add_argument("--rounds", type=int, default=5,
+                    help="with --reference: paired timing rounds of the ambiguous posts")
     args = ap.parse_args()
 
     src = wordnet.locate()
@@ -204,6 +211,8 @@ def main() -> int:
                 resolve_post(tags)
         print(f"posts ({name}): {len(batch) / t.cpu:10,.0f} 5-tag posts/s per core "
               f"({len(batch) / t.wall:,.0f}/s wall; {len(batch):,} posts, caches warm)")
+    if args.reference:
+        paired_post_rates(args.reference, batch, args.rounds)
     return 0
 
 
@@ -251,21 +260,61 @@ posts = json.load(sys.stdin)
 print(json.dumps([[x.synset if x else None for x in r.resolve_post(tags)] for tags in posts]))
 """
 
+_TIMING_SCRIPT = """
+import json, sys, time
+from weaksup.hashtags.resolver import Resolver
+r = Resolver()
+batch = json.load(sys.stdin)
+for tags in batch:
+    r.resolve_post(tags)
+t = time.process_time()
+for tags in batch:
+    r.resolve_post(tags)
+print(len(batch) / (time.process_time() - t))
+"""
 
-def reference_posts(commit: str, posts) -> list[list[str | None]]:
-    """The synsets an earlier commit's resolver gives each post (run in a subprocess)."""
+
+@contextlib.contextmanager
+def exported(commit: str):
+    """The `weaksup` package of `commit`, exported to a temporary directory."""
     with tempfile.TemporaryDirectory() as tmp:
         archive = Path(tmp) / "ref.tar"
         subprocess.run(["git", "-C", str(REPO), "archive", "-o", str(archive), commit, "weaksup"],
                        check=True)
         with tarfile.open(archive) as tar:
             tar.extractall(Path(tmp) / "tree", filter="data")
-        env = dict(os.environ, PYTHONPATH=str(Path(tmp) / "tree"),
-                   WEAKSUP_DATA_DIR=str(REPO / "data"))
-        proc = subprocess.run([sys.executable, "-c", _REFERENCE_SCRIPT], env=env, check=True,
-                              input=json.dumps([tags for tags, _ in posts]), text=True,
-                              capture_output=True, cwd=tmp)
-    return json.loads(proc.stdout)
+        yield Path(tmp) / "tree"
+
+
+def run_tree(tree: Path, script: str, stdin: str) -> str:
+    """`script`'s stdout, run with `tree`'s package on the path (this tree's data)."""
+    env = dict(os.environ, PYTHONPATH=str(tree), WEAKSUP_DATA_DIR=str(paths.data_dir()))
+    proc = subprocess.run([sys.executable, "-c", script], env=env, check=True, input=stdin,
+                          text=True, capture_output=True, cwd=tempfile.gettempdir())
+    return proc.stdout
+
+
+def reference_posts(commit: str, posts) -> list[list[str | None]]:
+    """The synsets an earlier commit's resolver gives each post (run in a subprocess)."""
+    with exported(commit) as tree:
+        return json.loads(run_tree(tree, _REFERENCE_SCRIPT, json.dumps([tags for tags, _ in posts])))
+
+
+def paired_post_rates(commit: str, batch: list[list[str]], rounds: int) -> None:
+    """Warm `resolve_post` rates of `commit` and of this tree, alternating in subprocesses."""
+    stdin = json.dumps(batch)
+    rates: dict[str, list[float]] = {"reference": [], "this tree": []}
+    with exported(commit) as tree:
+        for _ in range(rounds):
+            for name, path in (("reference", tree), ("this tree", REPO)):
+                rates[name].append(float(run_tree(path, _TIMING_SCRIPT, stdin).split()[-1]))
+    ratios = [b / a for a, b in zip(rates["reference"], rates["this tree"])]
+    for name, got in rates.items():
+        print(f"posts (ambiguous tags), {name if name != 'reference' else 'commit ' + commit[:10]}: "
+              f"median {statistics.median(got):,.0f} 5-tag posts/s per core "
+              f"(rounds {', '.join(f'{r:,.0f}' for r in got)})")
+    print(f"paired ratio, this tree / commit {commit[:10]}: median {statistics.median(ratios):.2f}x "
+          f"(rounds {', '.join(f'{r:.2f}' for r in ratios)})")
 
 
 if __name__ == "__main__":
