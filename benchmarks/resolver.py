@@ -303,16 +303,16 @@ def reference_posts(commit: str, posts) -> list[list[str | None]]:
 def paired_post_rates(commit: str, batch: list[list[str]], rounds: int) -> None:
     """Warm `resolve_post` rates of `commit` and of this tree, alternating in subprocesses."""
     stdin = json.dumps(batch)
-    rates: dict[str, list[float]] = {"reference": [], "this tree": []}
+    reference = f"commit {commit[:10]}"
+    rates: dict[str, list[float]] = {reference: [], "this tree": []}
     with exported(commit) as tree:
         for _ in range(rounds):
-            for name, path in (("reference", tree), ("this tree", REPO)):
+            for name, path in ((reference, tree), ("this tree", REPO)):
                 rates[name].append(float(run_tree(path, _TIMING_SCRIPT, stdin).split()[-1]))
-    ratios = [b / a for a, b in zip(rates["reference"], rates["this tree"])]
+    ratios = [b / a for a, b in zip(rates[reference], rates["this tree"])]
     for name, got in rates.items():
-        print(f"posts (ambiguous tags), {name if name != 'reference' else 'commit ' + commit[:10]}: "
-              f"median {statistics.median(got):,.0f} 5-tag posts/s per core "
-              f"(rounds {', '.join(f'{r:,.0f}' for r in got)})")
+        print(f"posts (ambiguous tags), {name}: median {statistics.median(got):,.0f} 5-tag posts/s "
+              f"per core (rounds {', '.join(f'{r:,.0f}' for r in got)})")
     print(f"paired ratio, this tree / commit {commit[:10]}: median {statistics.median(ratios):.2f}x "
           f"(rounds {', '.join(f'{r:.2f}' for r in ratios)})")
 

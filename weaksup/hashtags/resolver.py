@@ -199,15 +199,15 @@ class Resolver:
         return entries, slots, where
 
     def _post_tag(self, tag: str) -> _PostTag:
-        got = self._slot(tag)
-        entry = _PostTag(self.resolve(tag), *(got or (None, None)))
+        res = self.resolve(tag)
+        entry = _PostTag(res, *(self._slot(tag, res) or (None, None)))
         if len(self._post_tags) > 2 * max(self.config.cache_size, 1):
             self._post_tags.clear()
         self._post_tags[tag] = entry
         return entry
 
-    def _slot(self, tag: str) -> tuple[Slot, int | None] | None:
-        res = self.resolve(tag)
+    def _slot(self, tag: str, res: Resolution | None) -> tuple[Slot, int | None] | None:
+        """The tag's slot in a post and the row it resolves to alone (`res`), if any."""
         if res is not None:
             row = self.index.row(res.wnid)
             cands = self.senses.context_candidates(res.lemma)
