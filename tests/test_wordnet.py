@@ -60,6 +60,8 @@ def test_agrees_with_nltk_on_random_synsets(index: WordNetIndex, nltk_wn) -> Non
         assert ours.depth == theirs.min_depth()
         closure = {s.name() for s in theirs.closure(lambda s: s.hypernyms() + s.instance_hypernyms())}
         assert set(ours.hypernyms) == closure
+        below = {s.name() for s in theirs.hyponyms() + theirs.instance_hyponyms()}
+        assert sorted(index.names[h] for h in index.hyponym_rows(r)) == sorted(below)
 
 
 def test_sense_order_and_counts_match_nltk(index: WordNetIndex, nltk_wn) -> None:
@@ -92,6 +94,9 @@ def test_hyponymy(index: WordNetIndex) -> None:
     assert not index.is_hyponym("dog.n.01", "golden_retriever.n.01")
     # Instance hypernyms count too: Paris is an instance of a national capital.
     assert index.is_hyponym("paris.n.01", "city.n.01")
+    kinds = [index.names[h] for h in index.hyponym_rows(index.row("pen.n.02"))]
+    assert "sty.n.02" in kinds and "fold.n.06" in kinds and len(kinds) == 9
+    assert index.row("paris.n.01") in index.hyponym_rows(index.row("national_capital.n.01"))
 
 
 def test_other_parts_of_speech(index: WordNetIndex) -> None:

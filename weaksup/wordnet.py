@@ -573,6 +573,8 @@ class WordNetIndex:
         self._clo_rows = a["closure_rows"]
         self._hyp_ptr = tuple(a["hyp_ptr"].tolist())
         self._hyp_rows = a["hyp_rows"]
+        # The inverse (hyponyms and instances per synset), built on first use.
+        self._hypo: tuple[tuple[int, ...], np.ndarray] | None = None
         self._rel_ptr = tuple(a["rel_ptr"].tolist())
         self._rel_rows = a["rel_rows"]
         self._rel_kinds = a["rel_kinds"]
@@ -647,6 +649,19 @@ class WordNetIndex:
     def hypernym_rows(self, row: int) -> tuple[int, ...]:
         """Direct hypernyms and instance hypernyms of a synset."""
         return tuple(self._hyp_rows[self._hyp_ptr[row]:self._hyp_ptr[row + 1]].tolist())
+
+    def hyponym_rows(self, row: int) -> tuple[int, ...]:
+        """Direct hyponyms and instances of a synset, in row order."""
+        if self._hypo is None:
+            n = len(self.names)
+            parents = np.asarray(self._hyp_rows)
+            children = np.repeat(np.arange(n), np.diff(np.asarray(self._hyp_ptr)))
+            order = np.lexsort((children, parents))
+            ptr = np.zeros(n + 1, np.int64)
+            np.cumsum(np.bincount(parents, minlength=n), out=ptr[1:])
+            self._hypo = (tuple(ptr.tolist()), children[order])
+        ptr, rows = self._hypo
+        return tuple(rows[ptr[row]:ptr[row + 1]].tolist())
 
     def related_rows(self, row: int, kinds: str | Sequence[str] = RELATION_KINDS
                      ) -> tuple[int, ...]:

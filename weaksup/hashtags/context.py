@@ -16,8 +16,8 @@ each in 0..1, that saturates at `cap` (see `PostSenses.__init__`):
              holonyms of a sense or its near hypernyms (a car has a hood, its engine is
              a kind of engine), or one sense a near hypernym of the other
   gloss      extended gloss overlap: cosine of IDF-weighted word bags of each sense's
-             definition, examples and lemmas plus its hypernyms' and linked synsets'
-             lemmas and definitions
+             definition, examples and lemmas plus its hypernyms', hyponyms' and linked
+             synsets' lemmas and definitions
   mention    one sense's own definition or examples name the other: a noun of the
              gloss is the head of one of its lemmas (mouse.n.04 "... a cursor on your
              computer display"; the "flowers" of garden.n.02's gloss do not name
@@ -206,6 +206,14 @@ class PostSenses:
             add(self._stems(idx.gloss(h)) | self._lemma_stems(h), 0.25)
         for m in idx.related_rows(row, _PART_KINDS + _DOMAIN_KINDS):
             add(self._stems(idx.gloss(m)) | self._lemma_stems(m), 0.5)
+        # The kinds below a sense say what it is for or holds: pen.n.02 ("an enclosure
+        # for confining livestock") has sty.n.02, "a pen for swine", so a pen beside a
+        # pig is the livestock pen. Together they count like one linked synset: each of
+        # n hyponyms at 0.5 / sqrt(n), so a sense with dozens of kinds (computer.n.01)
+        # does not fill its bag with their generic words.
+        kinds = idx.hyponym_rows(row)
+        for h in kinds:
+            add(self._stems(idx.gloss(h)) | self._lemma_stems(h), 0.5 / math.sqrt(len(kinds)))
         norm = math.sqrt(sum(v * v for v in bag.values())) or 1.0
         got = _Features(float(self._ic[row]), ancestry, near, frozenset(linked), domains,
                         {w: v / norm for w, v in bag.items()}, self._gloss_nouns(row),

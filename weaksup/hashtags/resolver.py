@@ -39,7 +39,7 @@ from weaksup.hashtags.senses import SenseChoice, SensePolicy, SenseSelector
 from weaksup.wordnet import WordNetIndex, load_index
 
 # Bump when a rule changes what tags resolve to (part of the fingerprint).
-RESOLVER_VERSION = 3
+RESOLVER_VERSION = 4
 
 # Why a tag resolved to nothing, for the rules after which its noun senses still tell
 # what a post is about (#music, #summer); filler, stop words and numbers do not.
