@@ -143,7 +143,7 @@ class PostSenses:
         self._ic = 1.0 - np.log1p(idx.descendant_counts()) / math.log(n)
         df: dict[str, int] = {}
         for row in range(n):
-            for w in self._stems(idx.gloss(row)) | self._lemma_stems(row):
+            for w in self._words(row):
                 df[w] = df.get(w, 0) + 1
         self._idf = {w: math.log(n / c) for w, c in df.items()}
 
@@ -157,6 +157,10 @@ class PostSenses:
     def _stems(self, text: str) -> set[str]:
         return {self._stem(w) for w in _WORD_RE.findall(text.lower())
                 if len(w) > 1 and w not in _GLOSS_STOPWORDS}
+
+    def _words(self, row: int) -> set[str]:
+        """The word stems of a synset's definition, examples and lemmas."""
+        return self._stems(self.index.gloss(row)) | self._lemma_stems(row)
 
     def _lemma_stems(self, row: int) -> set[str]:
         return {self._stem(w) for lemma in self.index.synset_lemmas(row)
@@ -194,18 +198,18 @@ class PostSenses:
         domains = frozenset(d for a in ancestry for d in idx.related_rows(a, _DOMAIN_KINDS))
         bag: dict[str, float] = {}
 
-        def add(words: set[str], weight: float) -> None:
-            for w in words:
+        def add(synset: int, weight: float) -> None:
+            for w in self._words(synset):
                 bag[w] = max(bag.get(w, 0.0), weight * idf.get(w, 0.0))
 
-        add(self._stems(idx.gloss(row)) | self._lemma_stems(row), 1.0)
+        add(row, 1.0)
         parents = idx.hypernym_rows(row)
         for h in parents:
-            add(self._stems(idx.gloss(h)) | self._lemma_stems(h), 0.5)
+            add(h, 0.5)
         for h in {g for p in parents for g in idx.hypernym_rows(p)}:
-            add(self._stems(idx.gloss(h)) | self._lemma_stems(h), 0.25)
+            add(h, 0.25)
         for m in idx.related_rows(row, _PART_KINDS + _DOMAIN_KINDS):
-            add(self._stems(idx.gloss(m)) | self._lemma_stems(m), 0.5)
+            add(m, 0.5)
         # The kinds below a sense say what it is for or holds: pen.n.02 ("an enclosure
         # for confining livestock") has sty.n.02, "a pen for swine", so a pen beside a
         # pig is the livestock pen. Together they count like one linked synset: each of
@@ -213,7 +217,7 @@ class PostSenses:
         # does not fill its bag with their generic words.
         kinds = idx.hyponym_rows(row)
         for h in kinds:
-            add(self._stems(idx.gloss(h)) | self._lemma_stems(h), 0.5 / math.sqrt(len(kinds)))
+            add(h, 0.5 / math.sqrt(len(kinds)))
         norm = math.sqrt(sum(v * v for v in bag.values())) or 1.0
         got = _Features(float(self._ic[row]), ancestry, near, frozenset(linked), domains,
                         {w: v / norm for w, v in bag.items()}, self._gloss_nouns(row),
