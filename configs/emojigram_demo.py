@@ -28,6 +28,9 @@ top-1 22.5% against 11.25% from random initialisation on 10 classes:
 
 Arguments (`configs/emojigram_demo.py:key=value,...`), also used by the ablations:
   posts=N        corpus size (default 100000)
+  vocab_posts=N  label the corpus with the vocabulary of the N-post corpus (same seed and
+                 settings; built if missing) instead of its own: one fixed label space
+                 across corpus sizes, the paper's Fig. 3 design (default 0: its own)
   vocab=MODE     nouns (default) | raw | topk | imagenet1k
   aligned        keep only the target's synsets (the paper's target-aligned vocabulary)
   clean          label each post with the concepts it shows, not its hashtags (the
@@ -57,6 +60,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         arg,
         runlocal=False,
         posts=0,
+        vocab_posts=0,
         vocab="nouns",
         aligned=False,
         closed=False,
@@ -82,6 +86,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.data.num_shards = 4 if local else 16
     c.data.dedup_threshold = 10  # Hamming distance on 64-bit pHashes
     c.data.vocab_mode = arg.vocab
+    c.data.vocab_num_posts = arg.vocab_posts  # 0: the vocabulary of this corpus
     c.data.min_count = arg.min_count or (3 if local else 20)
     c.data.top_k = 1000
     c.data.prefer_specific = False

@@ -53,6 +53,10 @@ def pretrain_config() -> ml_collections.ConfigDict:
     c.input.num_workers = 0  # grain decode worker processes (0: threads in this process)
     c.input.num_threads = 2
     c.input.crop_min_area = 0.08  # Inception's random-resized crop
+    # A vocabulary built from another corpus is an error unless this is set: a fixed label
+    # space across corpus sizes (the paper's Fig. 3 design) labels a subset with the
+    # vocabulary of the whole.
+    c.input.allow_corpus_mismatch = False
 
     c.optim = ml_collections.ConfigDict()
     c.optim.name = "sgd"  # sgd (SGD-Nesterov, coupled decay: the paper's) | adamw (decoupled decay)

@@ -7,6 +7,7 @@ resumes where it stopped:
   2. corpus      EmojiGram posts by the pretraining artists, near-duplicates of target
                  images removed -> ArrayRecord shards + manifest      (DATA_ROOT/...)
   3. vocabulary  hashtags -> WordNet synsets -> label space           (DATA_ROOT/...)
+                 (optionally a larger corpus's, one label space across corpus sizes)
   4. pretrain    the jit-sharded loop with Orbax checkpoints          (WORKDIR/pretrain)
   5. transfer    linear probe, few-shot ridge, fine-tuning; from the pretrained trunk
                  and from random initialisation                       (WORKDIR/transfer)
@@ -153,6 +154,24 @@ def build_vocabulary(data: Any, corpus_dir: Path, target_name: str, target_wnids
     return path
 
 
+def vocab_corpus_for(data: Any, data_root: Path, target_name: str, tfds_dir: Path,
+                     target_concepts: Sequence[str] = ()) -> Path:
+    """The corpus whose vocabulary labels this run: its own, or the `data.vocab_num_posts` one.
+
+    With `data.vocab_num_posts` set, the corpus of that many posts (same seed and settings,
+    built if missing) names the labels, so runs at several corpus sizes share one label
+    space: the paper's Fig. 3 design.
+    """
+    own = corpus_dir_for(data, data_root)
+    if not int(data.vocab_num_posts) or int(data.vocab_num_posts) == int(data.num_posts):
+        return own
+    whole = ml_collections.ConfigDict(data.to_dict())
+    whole.num_posts = int(data.vocab_num_posts)
+    path = corpus_dir_for(whole, data_root)
+    build_corpus(whole, path, target_name, tfds_dir, target_concepts)
+    return path
+
+
 def transfer_config(config: Any, pretrain_dir: Path, target_name: str, tfds_dir: Path) -> Any:
     """The evaluation config: the transfer config file with the demo's settings."""
     t = config.transfer
@@ -236,8 +255,11 @@ def run(config: Any, workdir: Path, data_root: Path, tfds_dir: Path) -> dict[str
 
     _stage("3/5 WordNet vocabulary", t0)
     t = time.time()
-    vocab_path = build_vocabulary(data, corpus_dir, target_name, target_wnids)
+    vocab_corpus_dir = vocab_corpus_for(data, data_root, target_name, tfds_dir, target_concepts)
+    vocab_path = build_vocabulary(data, vocab_corpus_dir, target_name, target_wnids)
     vocab = Vocabulary.load(vocab_path)
+    # A label space from another corpus is deliberate here, not a stale vocabulary.
+    config.input.allow_corpus_mismatch = vocab_corpus_dir != corpus_dir
     stages["vocabulary"] = time.time() - t
 
     _stage("4/5 pretraining", t0)
@@ -267,6 +289,7 @@ def run(config: Any, workdir: Path, data_root: Path, tfds_dir: Path) -> dict[str
             "corpus_records": len(corpus),
             "corpus_skipped": manifest.get("skipped", {}),
             "vocab_path": str(vocab_path),
+            "vocab_corpus_dir": str(vocab_corpus_dir),
             "vocab_mode": str(data.vocab_mode),
             "vocab_within_target": bool(data.vocab_within_target),
             "corpus_within_target": bool(data.corpus_within_target),

@@ -335,6 +335,7 @@ def make_pretrain_iterator_from_config(
         num_threads=inp.num_threads,
         holdout_records=config.holdout_records,
         crop_min_area=inp.crop_min_area,
+        allow_corpus_mismatch=inp.allow_corpus_mismatch,
         process_index=process_index,
         process_count=process_count,
     )
