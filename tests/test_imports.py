@@ -124,3 +124,11 @@ def test_commands_without_models_do_not_import_jax(module):
     code = f"import sys, {module}; print(sorted(m for m in ('jax', 'tensorflow') if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_training_commands_do_not_import_nltk():
+    """nltk's package import costs ~1.5 s (scipy.stats, scikit-learn); the trainer, evaluator and
+    demo reach the resolver only through the vocabulary, and never stem a gloss."""
+    code = "import sys, weaksup.train, weaksup.demo, weaksup.evaluators.cli; print('nltk' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"

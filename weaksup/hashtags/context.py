@@ -38,13 +38,13 @@ dict look-ups per pair of tags.
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from dataclasses import dataclass
 from typing import NamedTuple, Sequence
 
 import numpy as np
-from nltk.stem.snowball import SnowballStemmer
 
 from weaksup.wordnet import WordNetIndex
 
@@ -67,7 +67,16 @@ _GLOSS_STOPWORDS = frozenset("""
 # Word stems: the noun lemma, then the Snowball (Porter 2) stem, so musical/music and
 # instrumental/instrument meet (WordNet has no derivation links between the words of
 # glosses) while harmonious/harmonica do not.
-_STEMMER = SnowballStemmer("english")
+
+
+@functools.cache
+def _stemmer():
+    # Imported on first use: nltk's package import pulls in scipy.stats and scikit-learn
+    # (about 1.5 s), which a trainer or evaluator process, importing the resolver through
+    # the vocabulary but never choosing senses in context, should not pay at start-up.
+    from nltk.stem.snowball import SnowballStemmer
+
+    return SnowballStemmer("english")
 
 
 class Slot(NamedTuple):
@@ -151,7 +160,7 @@ class PostSenses:
         got = self._stem_cache.get(word)
         if got is None:
             lemmas = self.index.lemmatize_noun(word)
-            got = self._stem_cache[word] = _STEMMER.stem(lemmas[-1] if lemmas else word)
+            got = self._stem_cache[word] = _stemmer().stem(lemmas[-1] if lemmas else word)
         return got
 
     def _stems(self, text: str) -> set[str]:
