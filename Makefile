@@ -82,6 +82,7 @@ ABLATIONS := baseline=configs/emojigram_demo.py \
              vocab_raw=configs/ablation_vocab_raw.py \
              vocab_aligned=configs/emojigram_demo.py:aligned \
              natural_resampling=configs/ablation_natural_resampling.py \
+             aligned_natural=configs/emojigram_demo.py:aligned,resampling=natural \
              label_noise=configs/ablation_label_noise.py \
              size_small=configs/ablation_corpus_size.py:size=small \
              size_medium=configs/ablation_corpus_size.py:size=medium
