@@ -301,6 +301,20 @@ def test_only_watching_settings_may_change_without_the_flag():
     changes = config_lib.config_diff(old, new)
     assert list(changes) == ["checkpoint.keep", "checkpoint.on_corrupt", "input.num_workers", "log_every_steps"]
     assert [k for k in changes if not train._may_change(k)] == ["input.num_workers"]
+    assert [k for k, v in changes.items() if train._blocks_resume(k, *v)] == ["input.num_workers"]
+
+
+def test_a_field_added_later_blocks_resume_only_off_its_default():
+    """A run saved before a field existed resumes when the field is at its default."""
+    old = config_lib.config_to_json(config_lib.pretrain_config())
+    del old["input"]["allow_corpus_mismatch"], old["input"]["label_noise"]
+    new = config_lib.config_to_json(config_lib.pretrain_config())
+    new["input"]["label_noise"] = 0.5
+    changes = config_lib.config_diff(old, new)
+    assert list(changes) == ["input.allow_corpus_mismatch", "input.label_noise"]
+    assert [k for k, v in changes.items() if train._blocks_resume(k, *v)] == ["input.label_noise"]
+    # A key the defaults do not hold (an experiment config's own section) is a change.
+    assert train._blocks_resume("data.vocab_num_posts", config_lib.ABSENT, 0)
 
 
 def test_rejected_command_leaves_no_workdir_behind(inputs, tmp_path, capsys):

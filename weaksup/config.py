@@ -307,11 +307,12 @@ def config_from_json(data: Mapping[str, Any]) -> ml_collections.ConfigDict:
     return config
 
 
-def _flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+def flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """{dotted key: leaf} of a nested `config_to_json` dict (an empty dict is a leaf)."""
     out: dict[str, Any] = {}
     for key, value in data.items():
         if isinstance(value, Mapping) and value:
-            out.update(_flatten(value, f"{prefix}{key}."))
+            out.update(flatten(value, f"{prefix}{key}."))
         else:
             out[f"{prefix}{key}"] = value
     return out
@@ -332,7 +333,7 @@ def config_diff(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, tup
 
     A key only one side has appears with `ABSENT` on the other; keys come sorted.
     """
-    a, b = _flatten(old), _flatten(new)
+    a, b = flatten(old), flatten(new)
     return {k: (a.get(k, ABSENT), b.get(k, ABSENT)) for k in sorted(set(a) | set(b))
             if a.get(k, ABSENT) != b.get(k, ABSENT)}
 

@@ -186,6 +186,20 @@ def _may_change(key: str) -> bool:
     return any(key == k or key.startswith(k + ".") for k in RESUME_MAY_CHANGE)
 
 
+_DEFAULTS = config_lib.flatten(config_lib.config_to_json(config_lib.pretrain_config()))
+
+
+def _blocks_resume(key: str, old: Any, new: Any) -> bool:
+    """Whether a config difference stops a resume without --allow-config-change.
+
+    A field a later version added, at its default, is no change: the run trained as if it
+    had it (input.allow_corpus_mismatch on a run saved before the field existed).
+    """
+    if _may_change(key):
+        return False
+    return not (old is config_lib.ABSENT and key in _DEFAULTS and new == _DEFAULTS[key])
+
+
 def _format_changes(changes: Mapping[str, tuple[Any, Any]]) -> str:
     return ", ".join(f"{k} {config_lib.format_value(old)} -> {config_lib.format_value(new)}"
                      for k, (old, new) in changes.items())
@@ -196,7 +210,7 @@ def _check_resume_config(ckpt: ckpt_lib.Checkpointer, step: int, config_json: Ma
     """The differences from the config the checkpoint was trained with; ConfigError if not allowed."""
     saved = ckpt.restore_json(step, ckpt_lib.CONFIG)
     changes = config_lib.config_diff(saved, config_json)
-    blocking = {k: v for k, v in changes.items() if not _may_change(k)}
+    blocking = {k: v for k, v in changes.items() if _blocks_resume(k, *v)}
     if blocking and not allow:
         raise ConfigError(
             f"the config differs from the one checkpoint {ckpt.directory / str(step)} was trained with: "
