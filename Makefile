@@ -71,14 +71,16 @@ test: setup
 demo: setup
 	$(PY) -m weaksup demo --workdir $(DEMO_DIR)
 
-# The demo's ablations (configs/ablation_*.py) beside a baseline run of the demo config, each
-# in ABLATION_DIR/NAME; they share the demo's corpus and target. ABLATION_ARGS are appended
+# The demo's ablations (configs/ablation_*.py) beside a baseline run of the demo config at three
+# training seeds (the noise band), each in ABLATION_DIR/NAME; they share the demo's corpus and target. ABLATION_ARGS are appended
 # to every config's arguments, e.g. ABLATION_ARGS=examples=60000,protocols=linear for a
 # shorter schedule and the linear probe only. notebooks/03 plots them:
 # WEAKSUP_RUN_DIR=runs/ablations.
 ABLATION_DIR ?= runs/ablations
 ABLATION_ARGS ?=
 ABLATIONS := baseline=configs/emojigram_demo.py \
+             baseline_seed1=configs/emojigram_demo.py:seed=1 \
+             baseline_seed2=configs/emojigram_demo.py:seed=2 \
              vocab_raw=configs/ablation_vocab_raw.py \
              vocab_aligned=configs/emojigram_demo.py:aligned \
              natural_resampling=configs/ablation_natural_resampling.py \

@@ -46,6 +46,7 @@ def _changes(spec: str, base: str = f"{DEMO}:runlocal") -> dict:
     ("emojigram_demo.py:runlocal,aligned", {"data.vocab_within_target": True}),
     ("emojigram_demo.py:runlocal,clean", {"data.clean_labels": True}),
     ("emojigram_demo.py:runlocal,closed", {"data.corpus_within_target": True}),
+    ("emojigram_demo.py:runlocal,seed=2", {"seed": 2}),
 ])
 def test_each_ablation_changes_only_its_setting(name, expected):
     assert _changes(str(REPO / "configs" / name)) == expected
