@@ -64,11 +64,11 @@ _GLOSS_STOPWORDS = frozenset("""
     should also into onto over under out up down about after before between through having
     has have had like e g etc i
 """.split())
+
+
 # Word stems: the noun lemma, then the Snowball (Porter 2) stem, so musical/music and
 # instrumental/instrument meet (WordNet has no derivation links between the words of
 # glosses) while harmonious/harmonica do not.
-
-
 @functools.cache
 def _stemmer():
     # Imported on first use: nltk's package import pulls in scipy.stats and scikit-learn
