@@ -87,7 +87,7 @@ def test_corpus_sizes_share_the_large_corpus_label_space(demo_run):
     target = json.loads((demo_run / "results.json").read_text())["data"]["target"]
     own = demo.corpus_dir_for(config.data, root / "data")
     demo.build_corpus(config.data, own, target, root / "tfds")
-    vocab_corpus = demo.vocab_corpus_for(config.data, root / "data", target, root / "tfds")
+    vocab_corpus = demo.vocab_corpus_for(config.data, own, root / "data", target, root / "tfds")
     assert vocab_corpus != own
     demo_vocab = json.loads((demo_run / "results.json").read_text())["data"]["vocab_path"]
     assert Path(demo_vocab).parent == vocab_corpus  # the fixture's 2,000-post corpus, reused

@@ -154,7 +154,7 @@ def build_vocabulary(data: Any, corpus_dir: Path, target_name: str, target_wnids
     return path
 
 
-def vocab_corpus_for(data: Any, data_root: Path, target_name: str, tfds_dir: Path,
+def vocab_corpus_for(data: Any, corpus_dir: Path, data_root: Path, target_name: str, tfds_dir: Path,
                      target_concepts: Sequence[str] = ()) -> Path:
     """The corpus whose vocabulary labels this run: its own, or the `data.vocab_num_posts` one.
 
@@ -162,9 +162,8 @@ def vocab_corpus_for(data: Any, data_root: Path, target_name: str, tfds_dir: Pat
     built if missing) names the labels, so runs at several corpus sizes share one label
     space: the paper's Fig. 3 design.
     """
-    own = corpus_dir_for(data, data_root)
     if not int(data.vocab_num_posts) or int(data.vocab_num_posts) == int(data.num_posts):
-        return own
+        return corpus_dir
     whole = ml_collections.ConfigDict(data.to_dict())
     whole.num_posts = int(data.vocab_num_posts)
     path = corpus_dir_for(whole, data_root)
@@ -255,7 +254,7 @@ def run(config: Any, workdir: Path, data_root: Path, tfds_dir: Path) -> dict[str
 
     _stage("3/5 WordNet vocabulary", t0)
     t = time.time()
-    vocab_corpus_dir = vocab_corpus_for(data, data_root, target_name, tfds_dir, target_concepts)
+    vocab_corpus_dir = vocab_corpus_for(data, corpus_dir, data_root, target_name, tfds_dir, target_concepts)
     vocab_path = build_vocabulary(data, vocab_corpus_dir, target_name, target_wnids)
     vocab = Vocabulary.load(vocab_path)
     # A label space from another corpus is deliberate here, not a stale vocabulary.
