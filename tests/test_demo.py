@@ -1,6 +1,7 @@
 """The demo's small mode end to end: every stage runs and results.json is complete."""
 
 import json
+import shutil
 import subprocess
 import sys
 
@@ -26,16 +27,31 @@ def test_demo_writes_complete_results(demo_run):
     assert (demo_run / "pretrain" / "config.json").exists()
 
 
-def test_demo_rerun_reuses_finished_stages(demo_run):
-    """A second run finds the corpus, vocabulary and checkpoint complete and does not rebuild."""
+def test_demo_rerun_reuses_finished_stages(demo_run, tmp_path):
+    """A second run finds the corpus, vocabulary and checkpoint complete, does not rebuild, and
+    reports what the first run measured (on a copy of the fixture's run, which other tests read)."""
     root = demo_run.parent
+    run = tmp_path / "run"
+    shutil.copytree(demo_run, run)
     cmd = [sys.executable, "-m", "weaksup", "demo", "--config", "configs/emojigram_demo.py:runlocal",
-           "--workdir", str(demo_run), "--data-root", str(root / "data"), "--tfds-dir", str(root / "tfds")]
+           "--workdir", str(run), "--data-root", str(root / "data"), "--tfds-dir", str(root / "tfds")]
     proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "is complete; reusing it" in proc.stdout
     assert "exists; reusing it" in proc.stdout
-    assert "training" not in proc.stdout or "for 30 steps (from step 30)" in proc.stdout
+    assert "for 30 steps (from step 30)" in proc.stdout
+    first, again = (json.loads((r / "results.json").read_text()) for r in (demo_run, run))
+    assert _untimed(again["pretraining"]) == _untimed(first["pretraining"])
+    assert "loss" in again["pretraining"] and "holdout/mAP" in again["pretraining"]
+    for init in ("pretrained", "random"):
+        for protocol, metrics in first["transfer"][init].items():
+            # A fine-tune resumed at its last step has no training loss to report; the rest is re-measured.
+            expected = {k: v for k, v in _untimed(metrics).items() if not (protocol == "finetune" and k == "train_loss")}
+            assert _untimed(again["transfer"][init][protocol]) == expected, (init, protocol)
+
+
+def _untimed(metrics: dict) -> dict:
+    return {k: v for k, v in metrics.items() if not k.startswith("perf/") and k not in ("first_step", "seconds")}
 
 
 def test_demo_rejects_bad_config_value(tmp_path):

@@ -326,7 +326,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
         skip_steps: set[int] = set()
         rollbacks = 0
         pending: tuple[int, Any] | None = None  # a step whose metrics are not checked yet
-        last: dict[str, float] = {}
+        # A resumed run starts from what it logged at its checkpoint, so a run restarted after
+        # it finished (the demo run again) still reports its final metrics.
+        last: dict[str, float] = _logged_at(workdir, step) if resume_step is not None else {}
         stopped = None
         writer.write_text(f"training {config.model.name} for {total} steps (from step {step}), "
                           f"global batch {gbs} on {n_dev} devices, {jax.process_count()} process(es)")
@@ -438,6 +440,17 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
         checkpointer.close()
         writer.close()
         return {**last, "step": step, "stopped": stopped, "first_step": first_step, "total_steps": total}
+
+
+def _logged_at(workdir: str | os.PathLike, step: int) -> dict[str, float]:
+    """The scalars `metrics.jsonl` in `workdir` holds for `step` (empty when it holds none),
+    without the checkpoint timings, which the run's final metrics never carry."""
+    path = Path(workdir) / "metrics.jsonl"
+    if not path.is_file():
+        return {}
+    return {k: float(v) for rec in metrics.read_jsonl(path) if rec["step"] == step
+            for k, v in rec.items()
+            if k not in ("step", "time") and not k.startswith("checkpoint/") and isinstance(v, (int, float))}
 
 
 # ----------------------------------------------------------------------------------------
