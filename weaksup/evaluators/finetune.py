@@ -14,13 +14,15 @@ included), and predictions use `train_lib.make_predict_fn`.
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from weaksup import augment, console, losses, sharding, train_lib
+from weaksup import atomic, augment, console, losses, sharding, train_lib
 from weaksup import checkpoint as ckpt_lib
 from weaksup import optimizer as optim_lib
 from weaksup.config import ConfigError
@@ -28,6 +30,10 @@ from weaksup.errors import RunFailed, UsageError
 from weaksup.evaluators.context import Context
 from weaksup.input_pipeline import Target, make_eval_iterator, make_finetune_iterator
 from weaksup.models.vit import ViT, resize_posemb_params
+
+
+# Beside the fine-tune's checkpoints: {"step": the checkpoint's step, "losses": its last losses}.
+LOSSES = "train_losses.json"
 
 
 class FinetuneError(UsageError, ValueError):
@@ -136,7 +142,10 @@ class Evaluator:
         train_step = train_lib.make_train_step(model, tx, loss_fn, mesh, state_shardings, label_key="label",
                                                learning_rate_fn=lr_fn)
         first = int(jax.device_get(state["step"]))
-        losses_seen: list[float] = []
+        # The last 10 steps' losses travel with each checkpoint, so a fine-tune resumed near or
+        # at its end (the demo run again) still reports its training loss.
+        losses_path = None if self.ctx.workdir is None else Path(self.ctx.workdir) / LOSSES
+        losses_seen = _saved_losses(losses_path, first)
         for i in console.progress(range(first, self.steps), total=self.steps, initial=first,
                                   desc=f"finetune {data.dataset}", unit="step"):
             batch = next(train_iter)
@@ -146,6 +155,7 @@ class Evaluator:
             done = i + 1
             if ckpt is not None and (done == self.steps or (self.checkpoint_every and done % self.checkpoint_every == 0)):
                 ckpt.save(done, state, data_iterator=train_iter)
+                atomic.write_json(losses_path, {"step": done, "losses": losses_seen})
         if ckpt is not None:
             ckpt.close()
         if not all(np.isfinite(losses_seen)):
@@ -163,6 +173,14 @@ class Evaluator:
                 continue
             out[f"{name}_top1"], out[f"{name}_top5"] = classify(predict, variables, mesh, data, split)
         return out
+
+
+def _saved_losses(path: Path | None, step: int) -> list[float]:
+    """The recent training losses saved with the checkpoint of `step` (none for a fresh start)."""
+    if path is None or step == 0 or not path.is_file():
+        return []
+    saved = json.loads(path.read_text(encoding="utf-8"))
+    return [float(x) for x in saved["losses"]] if saved.get("step") == step else []
 
 
 def classify(predict: Any, variables: Any, mesh: Any, target: Target, split: str) -> tuple[float, float]:
