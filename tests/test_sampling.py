@@ -1,8 +1,14 @@
 """The label-frequency resampler: weights, determinism, and measured label distributions."""
 
+import importlib.util
+import json
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
+from _train_data import REPO, tiny_inputs
 from weaksup.sampling import Resampler, label_post_counts, post_weights
 
 
@@ -107,3 +113,49 @@ def test_ineligible_posts_are_never_drawn_nor_counted():
     np.testing.assert_allclose(w, [0.5, 0.5, 0.5, 0.5, 0, 0])
     sampler = Resampler(offsets, labels, 2, "natural", seed=0, eligible=eligible)
     assert sorted(sampler.epoch(0).tolist()) == [0, 1, 2, 3]
+
+
+def _sampling_benchmark():
+    """benchmarks/sampling.py as a module (benchmarks are scripts, not a package)."""
+    spec = importlib.util.spec_from_file_location("sampling_benchmark", REPO / "benchmarks" / "sampling.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_sampling_benchmark_counts_what_the_schedule_reads():
+    bench = _sampling_benchmark()
+    posts = _zipf_single_label(n=2000, k=10) + [[]] * 100  # 100 unlabelled posts are never read
+    offsets, labels = _csr(posts)
+    natural = Resampler(offsets, labels, 10, "natural", seed=1)
+    images = 2 * len(natural) + 500  # two whole epochs and part of a third
+    reads = bench.stream(natural, images)
+    assert len(reads) == images and reads.max() < 2000
+    d = bench.describe(reads, offsets, labels, 10, len(natural.labelled))
+    # A permutation per epoch: every labelled post twice, 500 of them a third time.
+    assert d["distinct"] == 2000 and d["reads_max"] == 3 and d["reads_on_repeated"] == 0.0
+    np.testing.assert_allclose(d["reads_mean"], images / 2000)
+    # Square-root draws with replacement and favours the rare labels' posts: over the same
+    # schedule it misses some posts, reads others many times, and spreads over more labels.
+    sqrt = Resampler(offsets, labels, 10, "sqrt", seed=1)
+    s = bench.describe(bench.stream(sqrt, images), offsets, labels, 10, len(sqrt.labelled))
+    assert s["distinct"] < 2000 and s["reads_max"] > 3 and s["reads_on_repeated"] > 0.05
+    assert s["effective_labels"] > d["effective_labels"]
+    # Its label spread is exp(entropy) of the sqrt distribution, up to the sampling noise.
+    n = label_post_counts(offsets, labels, 10).astype(float)
+    p = np.sqrt(n) / np.sqrt(n).sum()
+    assert s["effective_labels"] == pytest.approx(np.exp(-(p * np.log(p)).sum()), rel=0.03)
+
+
+def test_sampling_benchmark_reads_a_runs_config(tmp_path, tmp_path_factory):
+    corpus, vocab = tiny_inputs(tmp_path_factory.getbasetemp() / "train_inputs")
+    config = {"corpus_dir": str(corpus), "vocab_path": str(vocab), "holdout_records": 8, "seed": 0,
+              "total_examples": 1000, "total_steps": None,
+              "input": {"global_batch_size": 16, "resampling": "sqrt"}}
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    proc = subprocess.run([sys.executable, "benchmarks/sampling.py", str(tmp_path)], cwd=REPO,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "1,008 images at seed 0 (the run's own mode: sqrt)" in proc.stdout  # 63 steps of 16
+    rows = {line.split()[0]: line for line in proc.stdout.splitlines()[2:]}
+    assert sorted(rows) == ["natural", "sqrt", "uniform"]
