@@ -102,8 +102,11 @@ ablations: setup
 	  $(PY) -m weaksup demo --config "$$spec" --workdir $(ABLATION_DIR)/$$name; \
 	done
 
+# Every benchmark that runs without arguments: learnability.py (a set of demo runs) and
+# sampling.py (replays a finished run's sampler) are run by hand with theirs.
+BENCH_BY_HAND := benchmarks/learnability.py benchmarks/sampling.py
 bench: setup
-	for b in benchmarks/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+	for b in $(filter-out $(BENCH_BY_HAND),$(wildcard benchmarks/*.py)); do echo "== $$b"; $(PY) $$b || exit 1; done
 
 clean:
 	rm -rf $(VENV) data runs build *.egg-info
