@@ -29,7 +29,7 @@ import numpy as np
 from weaksup.corpus.shards import Corpus
 from weaksup.hashtags.vocabulary import Vocabulary
 from weaksup.labels import load_post_labels
-from weaksup.sampling import Resampler
+from weaksup.sampling import Resampler, training_eligible
 
 
 def schedule_images(config: dict) -> int:
@@ -76,13 +76,16 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=0, help="images to replay (default: the run's schedule)")
     args = parser.parse_args()
 
-    config = json.loads((Path(args.pretrain_dir) / "config.json").read_text())
+    config_path = Path(args.pretrain_dir) / "config.json"
+    if not config_path.is_file():
+        parser.error(f"{config_path}: not found; pass a pretraining run's directory (RUN/pretrain for a demo run)")
+    config = json.loads(config_path.read_text())
     corpus = Corpus(config["corpus_dir"])
     vocab = Vocabulary.load(config["vocab_path"])
     post_labels = load_post_labels(vocab, config["vocab_path"], corpus)
     n = len(post_labels)
     holdout = int(config.get("holdout_records") or 0)
-    eligible = np.arange(n) < n - holdout if holdout else None
+    eligible = training_eligible(n, holdout)
     images = args.images or schedule_images(config)
     print(f"{config['corpus_dir']}: {n:,} posts ({holdout:,} held out), {vocab.num_classes:,} labels; "
           f"{images:,} images at seed {config['seed']} (the run's own mode: {config['input']['resampling']})")

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from _train_data import REPO, tiny_inputs
-from weaksup.sampling import Resampler, label_post_counts, post_weights
+from weaksup.sampling import Resampler, label_post_counts, post_weights, training_eligible
 
 
 def _csr(posts):
@@ -159,3 +159,16 @@ def test_sampling_benchmark_reads_a_runs_config(tmp_path, tmp_path_factory):
     assert "1,008 images at seed 0 (the run's own mode: sqrt)" in proc.stdout  # 63 steps of 16
     rows = {line.split()[0]: line for line in proc.stdout.splitlines()[2:]}
     assert sorted(rows) == ["natural", "sqrt", "uniform"]
+    # A folder without a run's config is a usage error naming the file, not a traceback.
+    proc = subprocess.run([sys.executable, "benchmarks/sampling.py", str(tmp_path / "none")], cwd=REPO,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and f"{tmp_path / 'none' / 'config.json'}: not found" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_training_eligible_keeps_the_held_out_records_out():
+    assert training_eligible(10, 0) is None
+    np.testing.assert_array_equal(training_eligible(5, 2), [True, True, True, False, False])
+    for bad in (5, 7):
+        with pytest.raises(ValueError, match=f"holdout_records={bad} must lie in"):
+            training_eligible(5, bad)

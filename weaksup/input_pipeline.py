@@ -53,7 +53,7 @@ from weaksup.corpus.shards import Corpus
 from weaksup.errors import UsageError
 from weaksup.hashtags.vocabulary import Vocabulary
 from weaksup.labels import PostLabels, check_built_from, load_post_labels, pad_labels
-from weaksup.sampling import Resampler
+from weaksup.sampling import Resampler, training_eligible
 
 # Distinct random streams derived from the same seed.
 _AUG_STREAM = 0xA06
@@ -278,14 +278,9 @@ def make_pretrain_iterator(
     if not allow_corpus_mismatch:
         check_built_from(vocab, vocab_path, corpus)
     post_labels = load_post_labels(vocab, vocab_path, corpus)
-    eligible = None
-    if holdout_records:
-        if not 0 < holdout_records < len(post_labels):
-            raise ValueError(f"holdout_records={holdout_records} must lie in (0, {len(post_labels)})")
-        eligible = np.arange(len(post_labels)) < len(post_labels) - int(holdout_records)
     resampler = Resampler(
         post_labels.offsets, post_labels.labels, vocab.num_classes, resampling, seed=seed,
-        eligible=eligible, balance_t=balance_t,
+        eligible=training_eligible(len(post_labels), holdout_records), balance_t=balance_t,
     )
     total = _ENDLESS if num_epochs is None else int(num_epochs) * len(resampler)
     layout = _Layout(global_batch_size, local_batch, process_index, total)

@@ -52,6 +52,16 @@ _STREAM = 0x5A3D
 _BALANCE_STREAM = 0xBA1A
 
 
+def training_eligible(num_records: int, holdout_records: int) -> np.ndarray | None:
+    """Which records pretraining may draw: all but the last `holdout_records`, which the
+    held-out mAP scores; None when none are held out."""
+    if not holdout_records:
+        return None
+    if not 0 < holdout_records < num_records:
+        raise ValueError(f"holdout_records={holdout_records} must lie in (0, {num_records})")
+    return np.arange(num_records) < num_records - int(holdout_records)
+
+
 def label_post_counts(offsets: np.ndarray, labels: np.ndarray, num_classes: int) -> np.ndarray:
     """n_l: the number of posts carrying each label, from CSR per-post labels."""
     del offsets  # labels are unique within a post, so a plain bincount counts posts
