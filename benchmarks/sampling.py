@@ -56,7 +56,7 @@ def describe(reads: np.ndarray, offsets: np.ndarray, labels: np.ndarray, num_cla
     k = np.diff(offsets)
     mass = np.zeros(num_classes)
     post_of = np.repeat(np.arange(len(k)), k)
-    np.add.at(mass, labels, (per_post[post_of] / np.maximum(k[post_of], 1)))
+    np.add.at(mass, labels, per_post[post_of] / k[post_of])  # post_of holds only posts with k >= 1
     p = mass[mass > 0] / mass.sum()
     return {
         "distinct": int(len(seen)),
