@@ -18,7 +18,9 @@ classes, l2 1e-3) on the accelerator, against scikit-learn's LogisticRegression 
 default tolerance) on the host CPU, both timed in this run.
 
 Goals (one GPU): ResNeXt-101 32x8d >= 45% MFU, ViT-B/16 >= 50%, against MLPerf-class
-ResNet-50 at about 20%.
+ResNet-50 at about 20%. Measured on one H200 (JAX 0.11.2, batch 128): ResNeXt-101 32x8d
+2,130 img/s (21.2%), RegNetY-16GF 1,729 (16.7%), ViT-B/16 2,678 (28.5%); probe 3.56 s
+against scikit-learn's 17.06 s on 16 host cores (README, "SWAG's trunks at CPU scale").
 """
 
 from __future__ import annotations
@@ -140,7 +142,11 @@ def main() -> int:
     print(f"train step: batch {batch}, {size} px, bf16 compute, median of {args.rounds} rounds of {args.steps} steps")
     print("| trunk | params | GMACs/img | img/s | model TFLOP/s | MFU |\n|---|---:|---:|---:|---:|---:|")
     for name in trunks:
-        rate, macs = train_throughput(name, batch, size, args.classes, args.steps, args.rounds)
+        try:
+            rate, macs = train_throughput(name, batch, size, args.classes, args.steps, args.rounds)
+        except Exception as e:  # one trunk's failure (memory, compiler) leaves the others' rows
+            print(f"| {name} | failed: {type(e).__name__}: {str(e).splitlines()[0][:200]} | | | | |", flush=True)
+            continue
         tflops = 3 * 2 * macs * rate / 1e12
         mfu = f"{100 * tflops / (peak * len(devices)):.1f}%" if peak else "-"
         params = count_params(models.get_model(name, args.classes), size)
