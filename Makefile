@@ -72,7 +72,7 @@ demo: setup
 	$(PY) -m weaksup demo --workdir $(DEMO_DIR)
 
 # The demo's ablations (configs/ablation_*.py) beside a baseline run of the demo config at three
-# training seeds (the noise band; natural resampling at three and the target-aligned pair at two
+# training seeds (the noise band; natural resampling and the target-aligned pair at three
 # too, their differences being close), each in ABLATION_DIR/NAME; they share the demo's corpus and target. ABLATION_ARGS are appended
 # to every config's arguments, e.g. ABLATION_ARGS=examples=60000,protocols=linear for a
 # shorter schedule and the linear probe only. notebooks/03 plots them:
@@ -85,11 +85,13 @@ ABLATIONS := baseline=configs/emojigram_demo.py \
              vocab_raw=configs/ablation_vocab_raw.py \
              vocab_aligned=configs/emojigram_demo.py:aligned \
              vocab_aligned_seed1=configs/emojigram_demo.py:aligned,seed=1 \
+             vocab_aligned_seed2=configs/emojigram_demo.py:aligned,seed=2 \
              natural_resampling=configs/ablation_natural_resampling.py \
              natural_seed1=configs/ablation_natural_resampling.py:seed=1 \
              natural_seed2=configs/ablation_natural_resampling.py:seed=2 \
              aligned_natural=configs/emojigram_demo.py:aligned,resampling=natural \
              aligned_natural_seed1=configs/emojigram_demo.py:aligned,resampling=natural,seed=1 \
+             aligned_natural_seed2=configs/emojigram_demo.py:aligned,resampling=natural,seed=2 \
              label_noise=configs/ablation_label_noise.py \
              size_small=configs/ablation_corpus_size.py:size=small \
              size_medium=configs/ablation_corpus_size.py:size=medium

@@ -18,8 +18,8 @@ linear-probe test top-1 62.03% pretrained against 7.85% from random initialisati
 points); fine-tuning 64.44% against 15.08%; 25-shot ridge 50.30% against 8.37%; zero-shot
 4.13% against 0.24% (chance 0.18%). Over training seeds 0-2 (`:seed=N`) the linear
 probe reaches 62.96% +- 1.77 (61.85-64.99%); the same schedule on clean concept labels
-(`clean`) 79.46%; the target-aligned vocabulary (`aligned`, 544 labels) 65.77% over seeds
-0-1, and 68.21% with `resampling=natural` (README "Ablations").
+(`clean`) 79.46%; the target-aligned vocabulary (`aligned`, 544 labels) 65.61% +- 1.35 over
+seeds 0-2, and 67.93% +- 0.49 with `resampling=natural` (README "Ablations").
 
 A closed world for a quick zero-shot check (1.6 min; tests/test_zeroshot.py), zero-shot
 top-1 22.5% against 11.25% from random initialisation on 10 classes:
