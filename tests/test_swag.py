@@ -161,10 +161,13 @@ def test_demo_runs_with_swags_cpu_trunks(demo_run, model, protocols):
             assert 0.0 <= metrics["test_top1"] <= 1.0
 
 
-def test_accelerator_benchmark_runs_its_smoke_mode():
+def test_accelerator_benchmark_smoke_mode_reports_a_failing_trunk_and_runs_the_rest():
     proc = subprocess.run([sys.executable, "benchmarks/accelerator.py", "--smoke", "--steps", "1", "--rounds", "1",
-                           "--skip-sklearn", "--trunks", "vit_tiny"],
+                           "--skip-sklearn", "--trunks", "no_such_trunk,vit_tiny"],
                           cwd=REPO, capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    rows = [line for line in proc.stdout.splitlines() if line.startswith("| ") and "tiny" in line]
-    assert len(rows) == 1 and "linear probe 2000 x 64" in proc.stdout
+    assert proc.returncode == 1 and "failed trunks: no_such_trunk" in proc.stderr
+    rows = [line for line in proc.stdout.splitlines() if line.startswith("| ")]
+    assert rows[0].startswith("| trunk |")
+    assert rows[1].startswith("| no_such_trunk | failed: ValueError: unknown model")
+    assert rows[2].startswith("| vit_tiny | ") and "failed" not in rows[2] and len(rows) == 3
+    assert "linear probe 2000 x 64" in proc.stdout
