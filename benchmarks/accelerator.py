@@ -152,7 +152,8 @@ def main() -> int:
         try:
             rate, macs = train_throughput(name, batch, size, args.classes, args.steps, args.rounds)
         except Exception as e:  # one trunk's failure (memory, compiler) leaves the others' rows
-            print(f"| {name} | failed: {type(e).__name__}: {str(e).splitlines()[0][:200]} | | | | |", flush=True)
+            first = (str(e).splitlines() or [""])[0][:200]  # an empty message (MemoryError()) too
+            print(f"| {name} | failed: {type(e).__name__}: {first} | | | | |", flush=True)
             failed.append(name)
             continue
         tflops = 3 * 2 * macs * rate / 1e12
