@@ -50,6 +50,10 @@ def run_dir(tmp_path_factory) -> Path:
 
 @pytest.mark.parametrize("name", NAMES)
 def test_notebook_is_parameterised_and_imports_the_library(name):
+    raw = json.loads((NOTEBOOKS / f"{name}.ipynb").read_text())
+    # Cell ids as written, not as nbformat fills them in on reading (a future nbformat refuses
+    # a 4.5 notebook without them).
+    assert all(c.get("id") for c in raw["cells"]), "cells without an id: nbformat.validator.normalize"
     nb = nbformat.read(NOTEBOOKS / f"{name}.ipynb", as_version=4)
     nbformat.validate(nb)
     code = [c for c in nb.cells if c.cell_type == "code"]
