@@ -109,6 +109,7 @@ def test_paper_transfer_protocol_selects_evaluators():
         load_config(f"{TRANSFER}:target=coco")
 
 
+@pytest.mark.slow
 def test_paper_runlocal_configs_pretrain_and_transfer(tmp_path_factory):
     """Both runlocal modes run end to end: pretraining steps, then both transfer protocols."""
     import json

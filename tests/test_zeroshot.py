@@ -109,6 +109,7 @@ def test_class_scores_take_the_best_label_not_the_mass():
     # Summed mass would rank "animal" (1.0) first for every picture.
 
 
+@pytest.mark.slow
 def test_zeroshot_beats_random_init_and_the_label_prior(tmp_path):
     # A closed world (posts show only the target's first 10 concepts, Noto's drawings) and 300
     # steps: the hashtag head then names EmojiOne's drawings, which it never saw, with no
