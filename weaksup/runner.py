@@ -90,6 +90,7 @@ def run_config_command(
     try:
         config = config_lib.load_config(args.config, rest)
         validation.writable_folder(args.workdir, "--workdir")
+        deterministic_gpu_ops(bool(config.get("deterministic", True)))
         distributed.initialize(distributed.from_namespace(args))
         return int(body(config, args))
     except UsageError as e:
@@ -101,6 +102,20 @@ def run_config_command(
     except RunFailed as e:
         print(f"{command}: error: {e}", file=sys.stderr)
         return EXIT_FAILED
+
+
+_DETERMINISTIC_FLAG = "--xla_gpu_deterministic_ops=true"
+
+
+def deterministic_gpu_ops(enabled: bool) -> None:
+    """Adds XLA's deterministic-GPU flag to XLA_FLAGS (see `config.DETERMINISTIC_HELP`).
+
+    XLA reads its flags when JAX's backend starts, so this acts in a process that has not
+    run JAX yet (every command line); a flag the user set either way is kept.
+    """
+    flags = os.environ.get("XLA_FLAGS", "")
+    if enabled and "xla_gpu_deterministic_ops" not in flags:
+        os.environ["XLA_FLAGS"] = f"{flags} {_DETERMINISTIC_FLAG}".strip()
 
 
 @contextlib.contextmanager

@@ -173,12 +173,14 @@ def _check_resume_vocab(ckpt: ckpt_lib.Checkpointer, step: int, vocab: Vocabular
         )
 
 
-# Settings that change how a run is watched, evaluated or stored, never what it trains: they
-# may differ on resume without --allow-config-change (a difference is still recorded).
+# Settings that change how a run is watched, evaluated or stored, or (`deterministic`) whether
+# GPU reductions keep one order, never what it trains: they may differ on resume without
+# --allow-config-change (a difference is still recorded).
 # Everything else (data, model, optimiser, loss, duration, mesh, workers) is a change.
 RESUME_MAY_CHANGE = ("log_every_steps", "holdout_every_steps", "evals", "checkpoint.every_steps",
                      "checkpoint.every_minutes", "checkpoint.keep", "checkpoint.best_metric", "checkpoint.best_mode",
-                     "checkpoint.async_save", "checkpoint.on_corrupt", "nan_policy", "max_rollbacks")
+                     "checkpoint.async_save", "checkpoint.on_corrupt", "nan_policy", "max_rollbacks",
+                     "deterministic")
 CONFIG_CHANGES = "config_changes.jsonl"
 
 
