@@ -1,4 +1,5 @@
-"""The command runner's process set-up: XLA's deterministic GPU ops from `config.deterministic`."""
+"""The command runner's process set-up: XLA's deterministic GPU ops from `config.deterministic`,
+for the command's run only."""
 
 from __future__ import annotations
 
@@ -28,6 +29,7 @@ def test_the_body_runs_with_deterministic_gpu_ops_added_to_the_flags(monkeypatch
     monkeypatch.setenv("XLA_FLAGS", before)
     flags = _flags_seen_by_the_body([], tmp_path)
     assert flags.split() == before.split() + [FLAG]
+    assert os.environ["XLA_FLAGS"] == before  # the caller's environment as it was
 
 
 def test_deterministic_false_leaves_the_flags_alone(monkeypatch, tmp_path):
@@ -40,7 +42,8 @@ def test_a_users_own_setting_of_the_flag_wins(monkeypatch, tmp_path):
     assert _flags_seen_by_the_body([], tmp_path) == "--xla_gpu_deterministic_ops=false"
 
 
-def test_an_unset_environment_gets_only_the_flag(monkeypatch):
+def test_an_unset_environment_gets_only_the_flag_and_is_unset_again(monkeypatch):
     monkeypatch.delenv("XLA_FLAGS", raising=False)
-    runner.deterministic_gpu_ops(True)
-    assert os.environ["XLA_FLAGS"] == FLAG
+    with runner.deterministic_gpu_ops(True):
+        assert os.environ["XLA_FLAGS"] == FLAG
+    assert "XLA_FLAGS" not in os.environ

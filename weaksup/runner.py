@@ -90,9 +90,9 @@ def run_config_command(
     try:
         config = config_lib.load_config(args.config, rest)
         validation.writable_folder(args.workdir, "--workdir")
-        deterministic_gpu_ops(bool(config.get("deterministic", True)))
-        distributed.initialize(distributed.from_namespace(args))
-        return int(body(config, args))
+        with deterministic_gpu_ops(bool(config.get("deterministic", True))):
+            distributed.initialize(distributed.from_namespace(args))
+            return int(body(config, args))
     except UsageError as e:
         print(f"{command}: error: {e}", file=sys.stderr)
         return EXIT_USAGE
@@ -107,15 +107,25 @@ def run_config_command(
 _DETERMINISTIC_FLAG = "--xla_gpu_deterministic_ops=true"
 
 
-def deterministic_gpu_ops(enabled: bool) -> None:
-    """Adds XLA's deterministic-GPU flag to XLA_FLAGS (see `config.DETERMINISTIC_HELP`).
+@contextlib.contextmanager
+def deterministic_gpu_ops(enabled: bool) -> Iterator[None]:
+    """XLA's deterministic-GPU flag in XLA_FLAGS while the block runs (see
+    `config.DETERMINISTIC_HELP`); the variable is restored afterwards.
 
-    XLA reads its flags when JAX's backend starts, so this acts in a process that has not
-    run JAX yet (every command line); a flag the user set either way is kept.
+    XLA reads its flags once, when JAX's backend starts, so this acts where the block starts
+    JAX (every command line); a flag the user set either way is kept. Restoring the
+    variable leaves an in-process caller's environment (a notebook, a test) as it was.
     """
-    flags = os.environ.get("XLA_FLAGS", "")
-    if enabled and "xla_gpu_deterministic_ops" not in flags:
-        os.environ["XLA_FLAGS"] = f"{flags} {_DETERMINISTIC_FLAG}".strip()
+    before = os.environ.get("XLA_FLAGS")
+    if enabled and "xla_gpu_deterministic_ops" not in (before or ""):
+        os.environ["XLA_FLAGS"] = f"{before or ''} {_DETERMINISTIC_FLAG}".strip()
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop("XLA_FLAGS", None)
+        else:
+            os.environ["XLA_FLAGS"] = before
 
 
 @contextlib.contextmanager
