@@ -35,19 +35,19 @@ class ConfigError(UsageError, ValueError):
     """A config that cannot be loaded, an unknown key or an impossible setting."""
 
 
-# `config.deterministic`, applied by the command runner (weaksup.runner) before JAX starts.
-DETERMINISTIC_HELP = """On GPU, XLA's deterministic reductions and scatters
-(--xla_gpu_deterministic_ops), so a run repeated, or resumed after a kill, gives the same
-weights bit for bit. Without them, two identical 40-step runs of configs/tiny.py on an H200
-differed in 180 of their 183 arrays; with them, both runs and a SIGKILLed-and-resumed one
-were equal. False trades that for speed. CPU and TPU programs are deterministic either way."""
+# `deterministic` (pretraining and evaluation; applied by weaksup.runner before JAX starts):
+# on GPU, XLA's deterministic reductions and scatters (--xla_gpu_deterministic_ops), so a run
+# repeated, or resumed after a kill, gives the same weights bit for bit. Without them, two
+# identical 40-step runs of configs/tiny.py on an H200 differed in 180 of their 183 arrays;
+# with them, both runs and a SIGKILLed-and-resumed one were equal. False trades that for
+# speed. CPU and TPU programs are deterministic either way.
 
 
 def pretrain_config() -> ml_collections.ConfigDict:
     """Every pretraining field with its default; experiment configs start from this."""
     c = ml_collections.ConfigDict()
     c.seed = 0
-    c.deterministic = True  # see DETERMINISTIC_HELP
+    c.deterministic = True  # see the note above pretrain_config
     c.corpus_dir = ""  # ArrayRecord corpus (python -m weaksup corpus build)
     c.vocab_path = ""  # its vocabulary (python -m weaksup vocab build)
     c.model = ml_collections.ConfigDict({"name": "", "overrides": {}})
@@ -121,7 +121,7 @@ def evaluate_config() -> ml_collections.ConfigDict:
     """Every field of `python -m weaksup evaluate` with its default (see weaksup.evaluators.cli)."""
     c = ml_collections.ConfigDict()
     c.seed = 0
-    c.deterministic = True  # see DETERMINISTIC_HELP
+    c.deterministic = True  # see the note above pretrain_config
     c.pretrained = ml_collections.ConfigDict({"workdir": "", "step": -1})  # step -1: the latest
     c.model = ml_collections.ConfigDict({"name": "", "overrides": {}})  # needed without a checkpoint
     c.random_baseline = True

@@ -109,8 +109,8 @@ _DETERMINISTIC_FLAG = "--xla_gpu_deterministic_ops=true"
 
 @contextlib.contextmanager
 def deterministic_gpu_ops(enabled: bool) -> Iterator[None]:
-    """XLA's deterministic-GPU flag in XLA_FLAGS while the block runs (see
-    `config.DETERMINISTIC_HELP`); the variable is restored afterwards.
+    """XLA's deterministic-GPU flag in XLA_FLAGS while the block runs (`config.deterministic`,
+    see weaksup.config); the variable is restored afterwards.
 
     XLA reads its flags once, when JAX's backend starts, so this acts where the block starts
     JAX (every command line); a flag the user set either way is kept. Restoring the
