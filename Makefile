@@ -15,11 +15,11 @@ TEST_WORKERS ?= $(shell n=$$(nproc 2>/dev/null || echo 1); echo $$(( n < 4 ? n :
 
 # Debian packages that carry the data the project uses (WordNet 3.0, emoji artwork and
 # annotations for the EmojiGram corpus), the compiler and libjpeg-turbo headers the region
-# JPEG decoder (weaksup/native/jpeg_region.c) builds with, and the C++ compiler and oneDNN
-# the CPU convolutions (weaksup/native/onednn_conv.cc) build with.
+# JPEG decoder (weaksup/native/jpeg_region.c) builds with, and the C++ compiler the CPU
+# training path (weaksup/native/onednn.cc) builds with; its oneDNN comes from PyPI.
 DEB_PACKAGES := wordnet-base wordnet-sense-index fonts-noto-color-emoji ruby-gemojione \
                 fonts-symbola unicode-cldr-core unicode-data gcc libjpeg62-turbo-dev \
-                g++ libdnnl-dev
+                g++
 
 .PHONY: setup debs venv data test demo ablations bench clean lock
 
@@ -62,12 +62,12 @@ lock:
 	rm -rf .lock-venv build
 
 # Lays WordNet 3.0 out as an NLTK corpus and builds the compiled index (cached; seconds when present).
-# Also compiles the region JPEG decoder and the oneDNN convolutions into the cache (keyed by
+# Also compiles the region JPEG decoder and the oneDNN training path into the cache (keyed by
 # their sources' hashes); models fall back to XLA's convolutions where the latter fails.
 data: venv
 	$(PY) -m weaksup wordnet install
 	$(PY) -m weaksup jpeg build
-	$(PY) -m weaksup onednn build || echo "setup: oneDNN convolutions not built; models use XLA's" >&2
+	$(PY) -m weaksup onednn build || echo "setup: oneDNN training path not built; models use XLA's convolutions" >&2
 
 test: setup
 	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder $(PYTEST_ARGS)

@@ -38,7 +38,8 @@ import jax.numpy as jnp
 import optax
 from jax import lax
 
-from weaksup.models import get_model, onednn_conv
+from weaksup import host_memory
+from weaksup.models import get_model, onednn
 from weaksup.models.grouped_conv import grouped_conv
 from weaksup.models.resnet import Bottleneck
 
@@ -236,7 +237,7 @@ def bench_vs_torch(names: list[str], dtypes: list[str], batch: int, size: int, r
     print(f"    PyTorch {torch.__version__} ({torch.get_num_threads()} threads, "
           f"{'CUDA build' if torch.version.cuda else 'CPU build'}); JAX {jax.__version__}")
     impls = ["xla"]
-    reason = onednn_conv.unavailable_reason()
+    reason = onednn.unavailable_reason()
     if reason is None:
         impls.append("onednn")
     else:
@@ -245,7 +246,7 @@ def bench_vs_torch(names: list[str], dtypes: list[str], batch: int, size: int, r
         for dtype in dtypes:
             runners, counts = {}, {}
             for impl in impls:
-                if impl == "onednn" and not onednn_conv.available(dtype):
+                if impl == "onednn" and not onednn.available(dtype):
                     continue
                 runners[f"weaksup {impl}"], counts[f"weaksup {impl}"] = _jax_step_fn(
                     name, impl, batch, size, num_classes, dtype)
@@ -285,14 +286,18 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=3, help="steps per round of the PyTorch comparison")
     parser.add_argument("--dtypes", default="float32,bfloat16", help="dtypes of the PyTorch comparison")
     args = parser.parse_args()
-    print(f"JAX {jax.__version__}, backend {jax.default_backend()}, {jax.device_count()} device(s)")
+    # As the training commands do (before JAX starts its threads); PyTorch in this process
+    # runs under the same allocator settings. WEAKSUP_SYSTEM_MALLOC=1 compares without.
+    retained = host_memory.retain_freed_memory()
+    print(f"JAX {jax.__version__}, backend {jax.default_backend()}, {jax.device_count()} device(s); "
+          f"host memory: {'freed memory retained (weaksup.host_memory)' if retained else 'glibc defaults'}")
     if not args.torch_only:
         # resnext_tiny's stages: the stem pools to 1/2 of the picture side, stages 2-3 halve it again.
         for k, channels in enumerate((64, 128, 256)):
             bench_grouped_conv(args.batch, args.image_size // 2 ** (k + 1), channels, 8, args.iters)
         bench_block(args.batch, args.image_size // 2, args.iters)
         models = ["resnet_tiny", "resnext_tiny", "resnet_small", "resnext_small"]
-        if onednn_conv.available():
+        if onednn.available():
             models += ["resnet_tiny:onednn", "resnext_tiny:onednn"]
         if not args.quick:
             models.append("resnext_tiny:native")

@@ -56,7 +56,7 @@ def test_fast_path_is_not_the_native_op_on_cpu():
 
 def test_auto_picks_by_backend():
     assert jax.default_backend() == "cpu"
-    assert gc.resolve_impl("xla") == "fast"  # "auto" may pick oneDNN: tests/test_onednn_conv.py
+    assert gc.resolve_impl("xla") == "fast"  # "auto" may pick oneDNN: tests/test_onednn.py
     assert gc.resolve_impl("native") == "native"
     with pytest.raises(ValueError, match="conv_impl"):
         gc.resolve_impl("im2col")

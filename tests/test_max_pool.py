@@ -2,7 +2,7 @@
 
 XLA's max-pool gradient sends each output's gradient to the first maximal element of its
 window (select-and-scatter; a padded position counts as -inf) and sums what an input
-position receives in output order. The native pool (`onednn_conv.max_pool`, used on the
+position receives in output order. The native pool (`onednn.max_pool`, used on the
 "onednn" path) must do exactly the same, so the checks are exact equality, on inputs
 full of ties (ReLU zeros, values rounded to quarters), odd sizes, overlapping and
 non-overlapping windows, and -inf entries.
@@ -16,11 +16,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from weaksup.models import get_model, onednn_conv, pooling
+from weaksup.models import get_model, onednn, pooling
 
 pytestmark = pytest.mark.skipif(
-    not onednn_conv.library_path().exists(),
-    reason=f"oneDNN handlers not built ({onednn_conv.library_path()}; run `python -m weaksup onednn build`)",
+    not onednn.library_path().exists(),
+    reason=f"oneDNN handlers not built ({onednn.library_path()}; run `python -m weaksup onednn build`)",
 )
 
 # (input shape, window, stride, padding)
@@ -51,7 +51,7 @@ def test_native_pool_is_flax_pool_bit_for_bit(shape, window, stride, padding, dt
     g = jax.random.normal(jax.random.key(1), want_y.shape).astype(dtype)
     args = (window, stride, padding)
     want = jax.jit(lambda x, g: _value_and_grad(lambda v: _flax(v, *args), x, g))(x, g)
-    got = jax.jit(lambda x, g: _value_and_grad(lambda v: onednn_conv.max_pool(v, *args), x, g))(x, g)
+    got = jax.jit(lambda x, g: _value_and_grad(lambda v: onednn.max_pool(v, *args), x, g))(x, g)
     for a, b in zip(got, want):
         assert a.dtype == b.dtype and a.shape == b.shape
         np.testing.assert_array_equal(np.asarray(a, np.float32), np.asarray(b, np.float32))
@@ -63,14 +63,14 @@ def test_minus_infinity_inputs_route_like_padding():
     x = _inputs((2, 8, 8, 4), jnp.float32, 2).at[:, :3, :3, :].set(-jnp.inf)
     g = jnp.ones((2, 4, 4, 4))
     want = _value_and_grad(lambda v: _flax(v, 3, 2, 1), x, g)
-    got = _value_and_grad(lambda v: onednn_conv.max_pool(v, 3, 2, 1), x, g)
+    got = _value_and_grad(lambda v: onednn.max_pool(v, 3, 2, 1), x, g)
     for a, b in zip(got, want):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
 
 
 def test_vmap_runs_per_element():
     x = _inputs((3, 2, 8, 8, 4), jnp.float32, 3)
-    got = jax.vmap(lambda v: onednn_conv.max_pool(v, 3, 2, 1))(x)
+    got = jax.vmap(lambda v: onednn.max_pool(v, 3, 2, 1))(x)
     want = jax.vmap(lambda v: _flax(v, 3, 2, 1))(x)
     np.testing.assert_array_equal(np.asarray(got), np.asarray(want))
 
@@ -83,13 +83,13 @@ def _calls_native_pool(model, images) -> bool:
 
 
 def test_the_model_pools_natively_on_the_onednn_path_only(monkeypatch):
-    monkeypatch.delenv(onednn_conv.DISABLE_ENV, raising=False)
+    monkeypatch.delenv(onednn.DISABLE_ENV, raising=False)
     images = jnp.zeros((2, 16, 16, 3))
     assert _calls_native_pool(get_model("resnet_tiny", 10, conv_impl="onednn"), images)
     assert _calls_native_pool(get_model("resnet_tiny", 10, conv_impl="auto"), images)
     assert not _calls_native_pool(get_model("resnet_tiny", 10, conv_impl="xla"), images)
     # With the fast path disabled, "auto" is flax's pool again.
-    monkeypatch.setenv(onednn_conv.DISABLE_ENV, "1")
+    monkeypatch.setenv(onednn.DISABLE_ENV, "1")
     assert not _calls_native_pool(get_model("resnet_tiny", 10, conv_impl="auto"), images)
     x = _inputs((2, 8, 8, 4), jnp.float32, 4)
     np.testing.assert_array_equal(np.asarray(pooling.max_pool(x, 3, 2, 1, "auto")),
@@ -98,6 +98,6 @@ def test_the_model_pools_natively_on_the_onednn_path_only(monkeypatch):
 
 def test_rejects_bad_inputs():
     with pytest.raises(ValueError, match="NHWC float32/bfloat16"):
-        onednn_conv.max_pool(jnp.zeros((8, 8, 4)), 3, 2, 1)
+        onednn.max_pool(jnp.zeros((8, 8, 4)), 3, 2, 1)
     with pytest.raises(ValueError, match="NHWC float32/bfloat16"):
-        onednn_conv.max_pool(jnp.zeros((1, 8, 8, 4), jnp.float16), 3, 2, 1)
+        onednn.max_pool(jnp.zeros((1, 8, 8, 4), jnp.float16), 3, 2, 1)

@@ -9,13 +9,13 @@ from __future__ import annotations
 import importlib
 import sys
 
-from weaksup import console
+from weaksup import console, host_memory
 
 # command -> (module, description). Each module exposes `main(argv: list[str]) -> int`.
 COMMANDS: dict[str, tuple[str, str]] = {
     "wordnet": ("weaksup.wordnet", "install / inspect WordNet 3.0 and its compiled index"),
     "jpeg": ("weaksup.jpeg_region", "build / check the region JPEG decoder (libjpeg-turbo)"),
-    "onednn": ("weaksup.models.onednn_conv", "build / check the oneDNN CPU convolutions (libdnnl)"),
+    "onednn": ("weaksup.models.onednn", "build / check the oneDNN CPU training path (convolutions, batch norm)"),
     "resolve": ("weaksup.hashtags.cli", "resolve hashtags to WordNet synsets (JSON lines)"),
     "corpus": ("weaksup.corpus.cli", "build or inspect an ArrayRecord hashtag corpus"),
     "vocab": ("weaksup.hashtags.vocab_cli", "build a label-space vocabulary from a corpus"),
@@ -29,6 +29,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("weaksup.demo", "the EmojiGram experiment end to end"),
 }
 
+
+# Commands that run JAX programs step after step: glibc keeps their freed memory for the
+# next step (weaksup.host_memory), set before JAX starts its threads.
+JAX_COMMANDS = ("train", "evaluate", "predict", "demo")
 
 VERBOSITY_FLAGS = {"-q": -1, "--quiet": -1, "-v": 1, "--verbose": 1}
 
@@ -55,6 +59,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"weaksup: unknown command {name!r}\n\n{_usage()}", file=sys.stderr)
         return 2
     console.setup(max(-1, min(1, verbosity)))
+    if name in JAX_COMMANDS:
+        host_memory.retain_freed_memory()
     module = importlib.import_module(COMMANDS[name][0])
     return int(module.main(rest) or 0)
 

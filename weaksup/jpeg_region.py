@@ -57,7 +57,7 @@ def build(force: bool = False) -> Path:
     if target.exists() and not force:
         return target
     native_build.compile_library(SOURCE, target, cxx=False, flags=["-O2"], libs=["-ljpeg"],
-                                 packages="libjpeg62-turbo-dev")
+                                 provided_by="Debian libjpeg62-turbo-dev")
     global _LIB, _LOAD_ERROR
     _LIB, _LOAD_ERROR = None, None
     return target

@@ -32,8 +32,9 @@ def library_path(source: Path, extra_key: bytes = b"") -> Path:
 
 
 def compile_library(source: Path, target: Path, *, cxx: bool, flags: Sequence[str], libs: Sequence[str],
-                    packages: str) -> Path:
-    """Compiles `source` into the shared library `target`; `packages` names what provides the headers."""
+                    provided_by: str) -> Path:
+    """Compiles `source` into the shared library `target`; `provided_by` names what provides the
+    headers and libraries (for the error message)."""
     env, names = (("CXX", ("c++", "g++")) if cxx else ("CC", ("cc", "gcc")))
     compiler = os.environ.get(env) or next((shutil.which(n) for n in names if shutil.which(n)), None)
     if not compiler:
@@ -43,5 +44,5 @@ def compile_library(source: Path, target: Path, *, cxx: bool, flags: Sequence[st
         cmd = [compiler, *flags, "-shared", "-fPIC", "-o", str(tmp), str(source), *libs]
         proc = subprocess.run(cmd, capture_output=True, text=True)
         if proc.returncode:
-            raise BuildError(f"{' '.join(cmd)} failed (headers: Debian {packages}):\n{proc.stderr.strip()}")
+            raise BuildError(f"{' '.join(cmd)} failed (headers and libraries: {provided_by}):\n{proc.stderr.strip()}")
     return target

@@ -22,9 +22,9 @@ backends unchanged. The paths (`impl`):
 * "native": XLA's convolution op as is (`feature_group_count`);
 * "fast": the dense/super-group/matmul decomposition above, on XLA;
 * "xla": "fast" on CPU, "native" on GPU/TPU (the models' default);
-* "onednn": oneDNN's kernels through XLA FFI custom calls (weaksup.models.onednn_conv),
+* "onednn": oneDNN's kernels through XLA FFI custom calls (weaksup.models.onednn),
   CPU only, float32 or bfloat16; faster than XLA:CPU on the small models' shapes
-  (benchmarks/onednn_conv.py, benchmarks/models.py) but not bitwise equal to it (float32
+  (benchmarks/onednn.py, benchmarks/models.py) but not bitwise equal to it (float32
   within ~1e-6 relative), so not the default, which keeps checkpoints reproducible;
 * "auto": the fastest available: "onednn" on CPU when it is built and has vectorised
   kernels for the dtype (and WEAKSUP_NO_ONEDNN is unset), "xla" otherwise.
@@ -40,7 +40,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from weaksup.models import onednn_conv
+from weaksup.models import onednn
 
 IMPLS = ("auto", "xla", "native", "fast", "onednn")
 
@@ -62,7 +62,7 @@ def resolve_impl(impl: str, dtype: jnp.dtype = jnp.float32) -> str:
         raise ValueError(f"conv_impl must be one of {IMPLS}, got {impl!r}")
     cpu = jax.default_backend() == "cpu"
     if impl == "auto":
-        impl = "onednn" if cpu and onednn_conv.available(dtype) else "xla"
+        impl = "onednn" if cpu and onednn.available(dtype) else "xla"
     if impl == "xla":
         return "fast" if cpu else "native"
     if impl == "onednn":
@@ -74,7 +74,7 @@ def resolve_impl(impl: str, dtype: jnp.dtype = jnp.float32) -> str:
 
 def check_onednn(dtype: jnp.dtype) -> None:
     """Raise ValueError (saying why) when conv_impl "onednn" cannot run `dtype` here."""
-    reason = onednn_conv.unavailable_reason(dtype)
+    reason = onednn.unavailable_reason(dtype)
     if reason is not None:
         raise ValueError(f"conv_impl 'onednn' unavailable: {reason}")
 
@@ -134,7 +134,7 @@ def grouped_conv(
         )
     impl = resolve_impl(impl, x.dtype)
     if impl == "onednn":
-        return onednn_conv.conv(x, kernel, groups=groups, strides=strides, padding=padding)
+        return onednn.conv(x, kernel, groups=groups, strides=strides, padding=padding)
     if groups == 1:
         return _dense(x, kernel, strides, padding, fast=impl == "fast")
     if impl == "native":

@@ -195,12 +195,12 @@ class YBlock(nn.Module):
             f, (k, k), s, g, self.conv_impl, self.dtype, self.param_dtype, name=name
         )
         norm = lambda name: BatchNorm(  # noqa: E731
-            groups=self.bn_groups, dtype=self.dtype, param_dtype=self.param_dtype, name=name
+            groups=self.bn_groups, dtype=self.dtype, param_dtype=self.param_dtype, impl=self.conv_impl, name=name
         )
         width_in = x.shape[-1]
         inner = round(self.width * self.bottleneck_ratio)
-        y = nn.relu(norm("a_bn")(conv(inner, 1, name="a")(x), train))
-        y = nn.relu(norm("b_bn")(conv(inner, 3, self.strides, inner // self.group_width, name="b")(y), train))
+        y = norm("a_bn")(conv(inner, 1, name="a")(x), train, relu=True)
+        y = norm("b_bn")(conv(inner, 3, self.strides, inner // self.group_width, name="b")(y), train, relu=True)
         if self.se_ratio:
             y = SqueezeExcitation(round(self.se_ratio * width_in), self.dtype, self.param_dtype, name="se")(y)
         y = norm("c_bn")(conv(self.width, 1, name="c")(y), train)
@@ -226,8 +226,8 @@ class RegNetTrunk(nn.Module):
         x = images.astype(self.dtype)
         stride, _ = REGNET_STEMS[cfg.stem]
         x = Conv(cfg.stem_width, (3, 3), stride, 1, self.conv_impl, self.dtype, self.param_dtype, name="stem_conv")(x)
-        x = BatchNorm(groups=self.bn_groups, dtype=self.dtype, param_dtype=self.param_dtype, name="stem_bn")(x, train)
-        x = nn.relu(x)
+        x = BatchNorm(groups=self.bn_groups, dtype=self.dtype, param_dtype=self.param_dtype, impl=self.conv_impl,
+                      name="stem_bn")(x, train, relu=True)
         stages = cfg.stages()
         total = sum(s.depth for s in stages)
         index = 0

@@ -140,15 +140,15 @@ class Bottleneck(nn.Module):
             dtype=self.dtype,
             param_dtype=self.param_dtype,
             scale_init=nn.initializers.zeros if zero else nn.initializers.ones,
+            impl=self.conv_impl,
             name=name,
         )
         out_ch = self.planes * self.expansion
-        y = nn.relu(norm("bn1")(conv(self.width, 1, name="conv1")(x), train))
-        y = nn.relu(norm("bn2")(conv(self.width, 3, self.strides, self.groups, name="conv2")(y), train))
-        y = norm("bn3", zero=self.zero_init)(conv(out_ch, 1, name="conv3")(y), train)
+        y = norm("bn1")(conv(self.width, 1, name="conv1")(x), train, relu=True)
+        y = norm("bn2")(conv(self.width, 3, self.strides, self.groups, name="conv2")(y), train, relu=True)
         if self.strides != 1 or x.shape[-1] != out_ch:
             x = norm("downsample_bn")(conv(out_ch, 1, self.strides, name="downsample_conv")(x), train)
-        return nn.relu(y + x.astype(y.dtype))
+        return norm("bn3", zero=self.zero_init)(conv(out_ch, 1, name="conv3")(y), train, relu=True, residual=x)
 
 
 class Trunk(nn.Module):
@@ -166,8 +166,8 @@ class Trunk(nn.Module):
         x = images.astype(self.dtype)
         k, s, pool, _ = STEMS[cfg.stem]
         x = Conv(cfg.stem_width, (k, k), s, 1, self.conv_impl, self.dtype, self.param_dtype, name="stem_conv")(x)
-        x = BatchNorm(groups=self.bn_groups, dtype=self.dtype, param_dtype=self.param_dtype, name="stem_bn")(x, train)
-        x = nn.relu(x)
+        x = BatchNorm(groups=self.bn_groups, dtype=self.dtype, param_dtype=self.param_dtype, impl=self.conv_impl,
+                      name="stem_bn")(x, train, relu=True)
         if pool:
             x = max_pool(x, 3, 2, 1, self.conv_impl)
         for i, blocks in enumerate(cfg.stage_sizes):

@@ -19,13 +19,13 @@ import numpy as np
 import pytest
 from jax import lax
 
-from weaksup.models import get_model, onednn_conv
+from weaksup.models import get_model, onednn
 from weaksup.models.grouped_conv import ConvShape, conv_shapes, grouped_conv, resolve_impl
 from weaksup.models.resnet import Conv
 
 pytestmark = pytest.mark.skipif(
-    not onednn_conv.library_path().exists(),
-    reason=f"oneDNN handlers not built ({onednn_conv.library_path()}; run `python -m weaksup onednn build`)",
+    not onednn.library_path().exists(),
+    reason=f"oneDNN handlers not built ({onednn.library_path()}; run `python -m weaksup onednn build`)",
 )
 
 TOLERANCE = {jnp.float32: 2e-5, jnp.bfloat16: 1e-2}
@@ -41,7 +41,7 @@ def _xla_conv(x, k, s: ConvShape):
 
 
 def _onednn_conv(x, k, s: ConvShape):
-    return onednn_conv.conv(x, k, groups=s.groups, strides=s.strides, padding=s.padding)
+    return onednn.conv(x, k, groups=s.groups, strides=s.strides, padding=s.padding)
 
 
 def _relative_error(a: jax.Array, b: jax.Array) -> float:
@@ -115,20 +115,20 @@ def test_model_logits_and_gradients_agree():
 
 
 def test_auto_picks_onednn_on_cpu_when_available(monkeypatch):
-    monkeypatch.delenv(onednn_conv.DISABLE_ENV, raising=False)
-    assert onednn_conv.available(jnp.float32), onednn_conv.unavailable_reason(jnp.float32)
+    monkeypatch.delenv(onednn.DISABLE_ENV, raising=False)
+    assert onednn.available(jnp.float32), onednn.unavailable_reason(jnp.float32)
     assert resolve_impl("auto", jnp.float32) == "onednn"
     assert resolve_impl("xla", jnp.float32) == "fast"
     # float16 has no oneDNN path here: auto keeps XLA's.
     assert resolve_impl("auto", jnp.float16) == "fast"
-    assert "float32 or bfloat16" in onednn_conv.unavailable_reason(jnp.float16)
+    assert "float32 or bfloat16" in onednn.unavailable_reason(jnp.float16)
 
 
 def test_fallback_when_disabled_is_the_xla_path(monkeypatch):
     """With the fast path disabled, conv_impl='auto' is exactly today's XLA path, bit for bit."""
-    monkeypatch.setenv(onednn_conv.DISABLE_ENV, "1")
-    assert not onednn_conv.available(jnp.float32)
-    assert onednn_conv.DISABLE_ENV in onednn_conv.unavailable_reason(jnp.float32)
+    monkeypatch.setenv(onednn.DISABLE_ENV, "1")
+    assert not onednn.available(jnp.float32)
+    assert onednn.DISABLE_ENV in onednn.unavailable_reason(jnp.float32)
     assert resolve_impl("auto", jnp.float32) == "fast"
     x = jax.random.normal(jax.random.key(1), (2, 16, 16, 64))
     conv = {impl: Conv(64, (3, 3), 2, 8, impl) for impl in ("auto", "xla")}
@@ -144,9 +144,9 @@ def test_default_is_xla():
 def test_rejects_bad_inputs():
     x = jnp.zeros((1, 8, 8, 16), jnp.float32)
     with pytest.raises(ValueError, match="float32 or bfloat16"):
-        onednn_conv.conv(x, jnp.zeros((3, 3, 16, 16), jnp.bfloat16))
+        onednn.conv(x, jnp.zeros((3, 3, 16, 16), jnp.bfloat16))
     with pytest.raises(ValueError, match="do not fit"):
-        onednn_conv.conv(x, jnp.zeros((3, 3, 4, 18), jnp.float32), groups=4)
+        onednn.conv(x, jnp.zeros((3, 3, 4, 18), jnp.float32), groups=4)
     with pytest.raises(ValueError, match="conv_impl"):
         grouped_conv(x, jnp.zeros((3, 3, 16, 16)), groups=1, impl="mkl")
     with pytest.raises(ValueError, match="conv_impl 'onednn' unavailable: .*float32 or bfloat16"):
@@ -154,12 +154,12 @@ def test_rejects_bad_inputs():
 
 
 def test_explicit_onednn_when_disabled_is_a_config_error(monkeypatch):
-    monkeypatch.setenv(onednn_conv.DISABLE_ENV, "1")
-    with pytest.raises(ValueError, match=f"conv_impl 'onednn' unavailable: disabled by {onednn_conv.DISABLE_ENV}"):
+    monkeypatch.setenv(onednn.DISABLE_ENV, "1")
+    with pytest.raises(ValueError, match=f"conv_impl 'onednn' unavailable: disabled by {onednn.DISABLE_ENV}"):
         get_model("resnext_tiny", 10, conv_impl="onednn")
 
 
 def test_describe_names_vectorised_kernels():
-    names = onednn_conv.describe((2, 16, 16, 64), (3, 3, 8, 64), groups=8, padding=((1, 1), (1, 1)))
+    names = onednn.describe((2, 16, 16, 64), (3, 3, 8, 64), groups=8, padding=((1, 1), (1, 1)))
     assert set(names) == {"fwd", "bwd_data", "bwd_weights"}
     assert all(n and "ref" not in n for n in names.values()), names

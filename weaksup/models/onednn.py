@@ -1,7 +1,7 @@
 """NHWC convolution on CPU through oneDNN, called from JAX as XLA FFI custom calls.
 
 XLA:CPU runs the convolutions of the small CPU models (3-256 channels, 4-32 px) at about a
-third of the speed of oneDNN, PyTorch's CPU backend (benchmarks/onednn_conv.py measures
+third of the speed of oneDNN, PyTorch's CPU backend (benchmarks/onednn.py measures
 forward, input gradient and kernel gradient per stage). `conv` hands them to oneDNN
 instead: three custom calls (forward, backward-data, backward-weights) tied together by a
 `jax.custom_vjp`, float32 or bfloat16, dense or grouped, any stride and explicit padding.
@@ -11,7 +11,7 @@ XLA fusions; the kernel keeps the layout of `flax.linen.Conv(feature_group_count
 The same library holds a max pool (`max_pool`, plain loops, bitwise flax's), because
 XLA:CPU's max-pool gradient would otherwise cost the stem more than its convolution.
 
-The handlers are a small C++ file (`weaksup/native/onednn_conv.cc`) that `make setup`
+The handlers are a small C++ file (`weaksup/native/onednn.cc`) that `make setup`
 compiles (`python -m weaksup onednn build`) against the system oneDNN (Debian:
 libdnnl-dev, OpenMP runtime) and the XLA FFI headers of the installed jaxlib, into the
 cache directory, keyed by the source's hash and the jaxlib version. Where it is not built,
@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import ctypes
 import functools
+import importlib.metadata
 import logging
 import os
 import platform
@@ -41,7 +42,10 @@ from weaksup import console, native_build
 
 log = logging.getLogger(__name__)
 
-SOURCE = native_build.NATIVE_DIR / "onednn_conv.cc"
+SOURCE = native_build.NATIVE_DIR / "onednn.cc"
+# oneDNN 3 built with GNU OpenMP (no other runtime), from PyPI: the library and its headers.
+ONEDNN_WHEEL = "onednn-cpu-gomp"
+ONEDNN_DEVEL_WHEEL = "onednn-devel-cpu-gomp"
 BuildError = native_build.BuildError  # the C++ handlers did not compile
 DTYPES = (jnp.float32, jnp.bfloat16)
 DISABLE_ENV = "WEAKSUP_NO_ONEDNN"
@@ -51,14 +55,38 @@ _TARGETS = {
     "bwd_weights": "weaksup_onednn_conv_bwd_weights",
 }
 _POOL_TARGETS = ("weaksup_max_pool_fwd", "weaksup_max_pool_bwd")
+_BN_TARGETS = ("weaksup_onednn_bn_fwd", "weaksup_onednn_bn_bwd")
 _MSG_LEN = 1000
 
 Padding = str | Sequence[tuple[int, int]]
 
 
+def _onednn_files() -> tuple[Path, Path, str]:
+    """(include directory, library directory, version) of the installed oneDNN wheels.
+
+    Raises BuildError when they are not installed.
+    """
+    try:
+        lib = importlib.metadata.distribution(ONEDNN_WHEEL)
+        dev = importlib.metadata.distribution(ONEDNN_DEVEL_WHEEL)
+    except importlib.metadata.PackageNotFoundError as e:
+        raise BuildError(f"{e.name} is not installed (pip install {ONEDNN_WHEEL} {ONEDNN_DEVEL_WHEEL}; "
+                         "make setup installs both)") from None
+    so = next((f for f in lib.files or () if f.name == "libdnnl.so.3"), None)
+    hpp = next((f for f in dev.files or () if f.name == "dnnl.hpp" and f.parent.name == "dnnl"), None)
+    if so is None or hpp is None:
+        raise BuildError(f"the {ONEDNN_WHEEL} / {ONEDNN_DEVEL_WHEEL} wheels lack libdnnl.so.3 or oneapi/dnnl/dnnl.hpp")
+    include = Path(dev.locate_file(hpp)).resolve().parent.parent.parent
+    return include, Path(lib.locate_file(so)).resolve().parent, lib.version
+
+
 def library_path() -> Path:
-    """Where the compiled handlers for the current source and jaxlib live."""
-    return native_build.library_path(SOURCE, jaxlib.__version__.encode())
+    """Where the compiled handlers for the current source, jaxlib and oneDNN live."""
+    try:
+        version = _onednn_files()[2]
+    except BuildError:
+        version = "none"
+    return native_build.library_path(SOURCE, f"{jaxlib.__version__} {version}".encode())
 
 
 def build(force: bool = False) -> Path:
@@ -66,9 +94,12 @@ def build(force: bool = False) -> Path:
     target = library_path()
     if target.exists() and not force:
         return target
-    native_build.compile_library(SOURCE, target, cxx=True, flags=["-O3", "-std=c++17", "-w",
-                                                                  f"-I{jax.ffi.include_dir()}"],
-                                 libs=["-ldnnl"], packages="libdnnl-dev")
+    include, libdir, _ = _onednn_files()
+    native_build.compile_library(
+        SOURCE, target, cxx=True,
+        flags=["-O3", "-std=c++17", "-w", f"-I{jax.ffi.include_dir()}", f"-I{include}"],
+        libs=[f"-L{libdir}", "-l:libdnnl.so.3", f"-Wl,-rpath,{libdir}"],
+        provided_by=f"the {ONEDNN_WHEEL} and {ONEDNN_DEVEL_WHEEL} wheels")
     global _LIB, _LOAD_ERROR, _PROBED
     _LIB, _LOAD_ERROR, _PROBED = None, None, {}
     return target
@@ -98,7 +129,11 @@ def _lib() -> ctypes.CDLL | None:
         lib.weaksup_onednn_describe.argtypes = [
             ctypes.POINTER(ctypes.c_int64), ctypes.c_int, ctypes.c_int, ctypes.c_char_p, ctypes.c_int,
         ]
-        for symbol in (*_TARGETS.values(), *_POOL_TARGETS):
+        lib.weaksup_onednn_bn_workspace.restype = ctypes.c_int64
+        lib.weaksup_onednn_bn_workspace.argtypes = [
+            *[ctypes.c_int64] * 5, ctypes.c_int, ctypes.c_float, ctypes.c_char_p, ctypes.c_int,
+        ]
+        for symbol in (*_TARGETS.values(), *_POOL_TARGETS, *_BN_TARGETS):
             jax.ffi.register_ffi_target(symbol, jax.ffi.pycapsule(getattr(lib, symbol)), platform="cpu")
         _LIB = lib
     return _LIB
@@ -279,6 +314,88 @@ def max_pool(x: jax.Array, window: int, stride: int, padding: int) -> jax.Array:
     if _lib() is None:
         raise RuntimeError(f"oneDNN library unavailable: {_LOAD_ERROR}")
     return _max_pool(x, int(window), int(stride), int(padding))
+
+def describe_batch_norm(x_shape: Sequence[int], dtype: jnp.dtype = jnp.float32, *, relu: bool = False,
+                        groups: int = 1, epsilon: float = 1e-5) -> tuple[int, str]:
+    """(workspace bytes per batch slice, "forward kernel / backward kernel") of `batch_norm`.
+
+    A kernel name containing "ref" is a reference (unvectorised, slow) one. Raises
+    RuntimeError when the library is not built or oneDNN rejects the shape.
+    """
+    lib = _lib()
+    if lib is None:
+        raise RuntimeError(f"oneDNN library unavailable: {_LOAD_ERROR}")
+    n, h, w, c = x_shape
+    msg = ctypes.create_string_buffer(_MSG_LEN)
+    size = lib.weaksup_onednn_bn_workspace(n // groups, h, w, c, int(relu), int(jnp.dtype(dtype) == jnp.bfloat16),
+                                           epsilon, msg, _MSG_LEN)
+    if size < 0:
+        raise RuntimeError(f"oneDNN rejects batch norm of {tuple(x_shape)}: {msg.value.decode()}")
+    return size, msg.value.decode(errors="replace")
+
+
+def batch_norm_is_fast(x_shape: Sequence[int], dtype: jnp.dtype, *, relu: bool = False, groups: int = 1) -> bool:
+    """Whether oneDNN runs `batch_norm` of this shape with its JIT kernels here.
+
+    Elsewhere it falls back to generic loops ("nspc_bnorm": bfloat16 with channels not a
+    multiple of 16), measured 4-16x slower than XLA's batch norm (benchmarks/onednn.py),
+    so the model keeps XLA's there.
+    """
+    try:
+        _, kernels = describe_batch_norm(x_shape, dtype, relu=relu, groups=groups)
+    except RuntimeError:
+        return False
+    return all("jit" in k for k in kernels.split(" / "))
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(3, 4, 5))
+def _batch_norm(x, scale, shift, groups: int, act: int, epsilon: float):
+    return _batch_norm_fwd(x, scale, shift, groups, act, epsilon)[0]
+
+
+def _batch_norm_fwd(x, scale, shift, groups, act, epsilon):
+    ws, _ = describe_batch_norm(x.shape, x.dtype, relu=bool(act), groups=groups, epsilon=epsilon)
+    stat = jax.ShapeDtypeStruct((groups, x.shape[-1]), jnp.float32)
+    y, mean, var, workspace = jax.ffi.ffi_call(
+        _BN_TARGETS[0],
+        (jax.ShapeDtypeStruct(x.shape, x.dtype), stat, stat, jax.ShapeDtypeStruct((groups * ws,), jnp.uint8)),
+        vmap_method="sequential",
+    )(x, scale, shift, groups=groups, act=act, eps=np.float32(epsilon))
+    return (y, mean, var), (x, scale, mean, var, workspace)
+
+
+def _batch_norm_bwd(groups, act, epsilon, res, cotangents):
+    x, scale, mean, var, workspace = res
+    dy = cotangents[0].astype(x.dtype)  # the statistics carry no gradient: see batch_norm
+    stat = jax.ShapeDtypeStruct((groups, x.shape[-1]), jnp.float32)
+    dx, dscale, dshift = jax.ffi.ffi_call(
+        _BN_TARGETS[1], (jax.ShapeDtypeStruct(x.shape, x.dtype), stat, stat), vmap_method="sequential",
+    )(x, dy, scale, mean, var, workspace, groups=groups, act=act, eps=np.float32(epsilon))
+    return dx, jnp.sum(dscale, axis=0), jnp.sum(dshift, axis=0)
+
+
+_batch_norm.defvjp(_batch_norm_fwd, _batch_norm_bwd)
+
+
+def batch_norm(x: jax.Array, scale: jax.Array, shift: jax.Array, *, epsilon: float, groups: int = 1,
+               relu: bool = False) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """Training-mode batch norm of NHWC `x` with its batch statistics, and its ReLU if `relu`.
+
+    Computes `x_hat * scale + shift` (then the ReLU) in one oneDNN kernel; `x` is float32
+    or bfloat16, `scale` and `shift` (C,) float32. `groups` > 1 normalises each of that
+    many consecutive batch slices with its own statistics. Returns the output (x's dtype)
+    and the batch mean and biased variance, float32 (groups, C). Differentiable in `x`,
+    `scale` and `shift`; the statistics are outputs for the running averages only and
+    carry no gradient. Raises RuntimeError when the library is not built.
+    """
+    if x.ndim != 4 or x.dtype not in [jnp.dtype(d) for d in DTYPES] or groups < 1 or x.shape[0] % groups:
+        raise ValueError(f"onednn batch_norm: NHWC float32/bfloat16 input with a batch divisible by {groups} "
+                         f"groups, got {x.shape} {x.dtype}")
+    if _lib() is None:
+        raise RuntimeError(f"oneDNN library unavailable: {_LOAD_ERROR}")
+    y, mean, var = _batch_norm(x, scale.astype(jnp.float32), shift.astype(jnp.float32), int(groups),
+                               int(relu), float(epsilon))
+    return y, lax.stop_gradient(mean), lax.stop_gradient(var)
 
 
 def main(argv: list[str]) -> int:

@@ -1,5 +1,6 @@
-/* NHWC convolution (forward, backward-data, backward-weights) through oneDNN, as XLA FFI
- * custom calls for JAX on CPU.
+/* The oneDNN CPU training path, as XLA FFI custom calls for JAX on CPU: NHWC convolution
+ * (forward, backward-data, backward-weights), training-mode batch normalisation fused with
+ * the ReLU and residual add that follow it (forward and backward), and a max pool.
  *
  * XLA:CPU runs the small-channel convolutions of the CPU models at about a third of
  * oneDNN's speed; these handlers hand them to oneDNN's JIT kernels instead.  Activations
@@ -11,10 +12,14 @@
  * Creating a primitive (JIT code generation) costs milliseconds, so primitives are cached
  * per shape.  Calls are serialised by one mutex: each call uses every OpenMP thread, and
  * two concurrent calls on a 2-core machine would only oversubscribe it.  Built by
- * `python -m weaksup onednn build` (weaksup/models/onednn_conv.py).
+ * `python -m weaksup onednn build` (weaksup/models/onednn.py).
  *
- * The max pool at the end (plain loops, no oneDNN) lives here because it serves the same
- * path: XLA:CPU's max-pool gradient is slower than the convolutions around it.
+ * Batch norm is here because XLA:CPU runs its bfloat16 statistics, normalisation and
+ * gradient as generic loops that cost about as much as the convolutions themselves; the
+ * max pool at the end (plain loops, no oneDNN) for the same reason: XLA:CPU's max-pool
+ * gradient is slower than the convolutions around it.
+ *
+ * Written against oneDNN 3 (the onednn-cpu-gomp wheel that set-up installs).
  */
 #include <cstdint>
 #include <cstdio>
@@ -25,6 +30,7 @@
 #include <mutex>
 #include <string>
 #include <tuple>
+#include <unordered_map>
 #include <vector>
 
 #include "oneapi/dnnl/dnnl.hpp"
@@ -100,26 +106,24 @@ std::unique_ptr<Entry> create(const Shape& s) {
   e->user_weights = user_weights_desc(s, dt);
   // forward_training also for the forward pass itself: its layouts then match those of the
   // backward primitives, whose hint it is.
-  dnnl::convolution_forward::desc fwd_desc(dnnl::prop_kind::forward_training, dnnl::algorithm::convolution_direct, src,
-                                           any_weights, dst, strides, pad_l, pad_r);
-  dnnl::convolution_forward::primitive_desc fwd_pd(fwd_desc, attr, eng);
+  dnnl::convolution_forward::primitive_desc fwd_pd(eng, dnnl::prop_kind::forward_training,
+                                                   dnnl::algorithm::convolution_direct, src, any_weights,
+                                                   dst, strides, pad_l, pad_r, attr);
   if (s.kind == kForward) {
     e->prim = dnnl::convolution_forward(fwd_pd);
     e->weights = fwd_pd.weights_desc();
     e->scratch = fwd_pd.scratchpad_desc();
     e->impl = fwd_pd.impl_info_str();
   } else if (s.kind == kBackwardData) {
-    dnnl::convolution_backward_data::desc d(dnnl::algorithm::convolution_direct, src,
-                                            any_weights, dst, strides, pad_l, pad_r);
-    dnnl::convolution_backward_data::primitive_desc pd(d, attr, eng, fwd_pd);
+    dnnl::convolution_backward_data::primitive_desc pd(eng, dnnl::algorithm::convolution_direct, src,
+                                                       any_weights, dst, strides, pad_l, pad_r, fwd_pd, attr);
     e->prim = dnnl::convolution_backward_data(pd);
     e->weights = pd.weights_desc();
     e->scratch = pd.scratchpad_desc();
     e->impl = pd.impl_info_str();
   } else {
-    dnnl::convolution_backward_weights::desc d(dnnl::algorithm::convolution_direct, src,
-                                               any_weights, dst, strides, pad_l, pad_r);
-    dnnl::convolution_backward_weights::primitive_desc pd(d, attr, eng, fwd_pd);
+    dnnl::convolution_backward_weights::primitive_desc pd(eng, dnnl::algorithm::convolution_direct, src,
+                                                          any_weights, dst, strides, pad_l, pad_r, fwd_pd, attr);
     e->prim = dnnl::convolution_backward_weights(pd);
     e->weights = pd.diff_weights_desc();
     e->scratch = pd.scratchpad_desc();
@@ -369,6 +373,148 @@ ffi::Error max_pool_bwd(ffi::AnyBuffer g, ffi::Buffer<ffi::S8> tap, ffi::Result<
   return ffi::Error::Success();
 }
 
+/* Batch normalisation in training mode, with batch statistics, alone (kPlain) or fused
+ * with the ReLU that follows it (kRelu).  (oneDNN 3 also names a fused residual add and
+ * ReLU, but has no CPU kernel for it.)  Statistics are float32 whatever the data
+ * type, as are scale and shift.  `groups` > 1 normalises each of that many consecutive
+ * slices of the batch with its own statistics (per-device batch norm); the slices are
+ * separate primitive runs, so mean and variance come out (groups, C) and so do the scale
+ * and shift gradients, which the caller sums.  The ReLU's mask travels from the forward to
+ * the backward pass in oneDNN's workspace (a bit per element), whose size
+ * weaksup_onednn_bn_workspace reports so that JAX can allocate it. */
+
+enum Act { kPlain = 0, kRelu = 1 };
+
+struct BnShape {
+  int64_t n, h, w, c;  // one group's slice
+  int64_t act;
+  int bf16;
+  float eps;
+  auto key() const { return std::make_tuple(n, h, w, c, act, bf16, eps); }
+  bool operator<(const BnShape& o) const { return key() < o.key(); }
+};
+
+struct BnEntry {
+  dnnl::batch_normalization_forward fwd;
+  dnnl::batch_normalization_backward bwd;
+  memory::desc data, stat, workspace, fwd_scratch, bwd_scratch;
+  size_t data_bytes;
+  std::string impl;  // "forward kernel / backward kernel"
+};
+
+std::unique_ptr<BnEntry> create_bn(const BnShape& s) {
+  auto& eng = engine();
+  const auto dt = s.bf16 ? memory::data_type::bf16 : memory::data_type::f32;
+  auto e = std::make_unique<BnEntry>();
+  e->data = memory::desc({s.n, s.c, s.h, s.w}, dt, memory::format_tag::nhwc);
+  e->stat = memory::desc({s.c}, memory::data_type::f32, memory::format_tag::a);
+  auto flags = dnnl::normalization_flags::use_scale | dnnl::normalization_flags::use_shift;
+  if (s.act == kRelu) flags = flags | dnnl::normalization_flags::fuse_norm_relu;
+  dnnl::primitive_attr attr;
+  attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
+  dnnl::batch_normalization_forward::primitive_desc fwd_pd(eng, dnnl::prop_kind::forward_training, e->data,
+                                                           e->data, s.eps, flags, attr);
+  dnnl::batch_normalization_backward::primitive_desc bwd_pd(eng, dnnl::prop_kind::backward, e->data, e->data,
+                                                            e->data, s.eps, flags, fwd_pd, attr);
+  e->fwd = dnnl::batch_normalization_forward(fwd_pd);
+  e->bwd = dnnl::batch_normalization_backward(bwd_pd);
+  e->workspace = fwd_pd.workspace_desc();
+  e->fwd_scratch = fwd_pd.scratchpad_desc();
+  e->bwd_scratch = bwd_pd.scratchpad_desc();
+  e->data_bytes = e->data.get_size();
+  e->impl = std::string(fwd_pd.impl_info_str()) + " / " + bwd_pd.impl_info_str();
+  return e;
+}
+
+BnEntry& cached_bn(const BnShape& s) {
+  static std::map<BnShape, std::unique_ptr<BnEntry>> cache;
+  auto it = cache.find(s);
+  if (it == cache.end()) it = cache.emplace(s, create_bn(s)).first;
+  return *it->second;
+}
+
+char* at(void* p, size_t offset) { return static_cast<char*>(p) + offset; }
+
+ffi::Error bn_shape(ffi::AnyBuffer x, int64_t groups, int64_t act, float eps, BnShape* s) {
+  auto d = x.dimensions();
+  if (d.size() != 4 || groups < 1 || d[0] % groups || act < kPlain || act > kRelu) {
+    return ffi::Error(ffi::ErrorCode::kInvalidArgument, "onednn batch_norm: NHWC input, batch divisible by groups");
+  }
+  *s = BnShape{d[0] / groups, d[1], d[2], d[3], act, 0, eps};
+  return check_dtype(x.element_type(), &s->bf16);
+}
+
+// Forward: x -> y, mean and var (groups, C), workspace.
+ffi::Error bn_fwd(ffi::AnyBuffer x, ffi::Buffer<ffi::F32> scale, ffi::Buffer<ffi::F32> shift,
+                  ffi::Result<ffi::AnyBuffer> y, ffi::Result<ffi::Buffer<ffi::F32>> mean,
+                  ffi::Result<ffi::Buffer<ffi::F32>> var, ffi::Result<ffi::Buffer<ffi::U8>> ws,
+                  int64_t groups, int64_t act, float eps) {
+  BnShape s;
+  if (auto err = bn_shape(x, groups, act, eps, &s); err.failure()) return err;
+  try {
+    static std::vector<char> scratch_buf;
+    std::lock_guard<std::mutex> guard(lock());
+    BnEntry& e = cached_bn(s);
+    auto& eng = engine();
+    static dnnl::stream strm(eng);
+    memory scratch(e.fwd_scratch, eng, buffer(scratch_buf, e.fwd_scratch.get_size()));
+    memory sc(e.stat, eng, scale.typed_data()), sh(e.stat, eng, shift.typed_data());
+    const size_t ws_bytes = e.workspace.get_size();
+    for (int64_t g = 0; g < groups; ++g) {
+      std::unordered_map<int, memory> args{
+          {DNNL_ARG_SRC, memory(e.data, eng, at(x.untyped_data(), g * e.data_bytes))},
+          {DNNL_ARG_DST, memory(e.data, eng, at(y->untyped_data(), g * e.data_bytes))},
+          {DNNL_ARG_MEAN, memory(e.stat, eng, mean->typed_data() + g * s.c)},
+          {DNNL_ARG_VARIANCE, memory(e.stat, eng, var->typed_data() + g * s.c)},
+          {DNNL_ARG_SCALE, sc}, {DNNL_ARG_SHIFT, sh}, {DNNL_ARG_SCRATCHPAD, scratch}};
+      if (act != kPlain) args[DNNL_ARG_WORKSPACE] = memory(e.workspace, eng, at(ws->untyped_data(), g * ws_bytes));
+      e.fwd.execute(strm, args);
+    }
+    strm.wait();
+  } catch (const dnnl::error& err) {
+    return ffi::Error(ffi::ErrorCode::kInternal, std::string("onednn batch_norm: ") + err.what());
+  }
+  return ffi::Error::Success();
+}
+
+// Backward: x, dy, scale, mean, var, workspace -> dx, dscale and dshift (groups, C).
+ffi::Error bn_bwd(ffi::AnyBuffer x, ffi::AnyBuffer dy, ffi::Buffer<ffi::F32> scale, ffi::Buffer<ffi::F32> mean,
+                  ffi::Buffer<ffi::F32> var, ffi::Buffer<ffi::U8> ws, ffi::Result<ffi::AnyBuffer> dx,
+                  ffi::Result<ffi::Buffer<ffi::F32>> dscale, ffi::Result<ffi::Buffer<ffi::F32>> dshift,
+                  int64_t groups, int64_t act, float eps) {
+  BnShape s;
+  if (auto err = bn_shape(x, groups, act, eps, &s); err.failure()) return err;
+  try {
+    static std::vector<char> scratch_buf;
+    std::lock_guard<std::mutex> guard(lock());
+    BnEntry& e = cached_bn(s);
+    auto& eng = engine();
+    static dnnl::stream strm(eng);
+    memory scratch(e.bwd_scratch, eng, buffer(scratch_buf, e.bwd_scratch.get_size()));
+    memory sc(e.stat, eng, scale.typed_data());
+    const size_t ws_bytes = e.workspace.get_size();
+    for (int64_t g = 0; g < groups; ++g) {
+      std::unordered_map<int, memory> args{
+          {DNNL_ARG_SRC, memory(e.data, eng, at(x.untyped_data(), g * e.data_bytes))},
+          {DNNL_ARG_DIFF_DST, memory(e.data, eng, at(dy.untyped_data(), g * e.data_bytes))},
+          {DNNL_ARG_DIFF_SRC, memory(e.data, eng, at(dx->untyped_data(), g * e.data_bytes))},
+          {DNNL_ARG_MEAN, memory(e.stat, eng, mean.typed_data() + g * s.c)},
+          {DNNL_ARG_VARIANCE, memory(e.stat, eng, var.typed_data() + g * s.c)},
+          {DNNL_ARG_SCALE, sc},
+          {DNNL_ARG_DIFF_SCALE, memory(e.stat, eng, dscale->typed_data() + g * s.c)},
+          {DNNL_ARG_DIFF_SHIFT, memory(e.stat, eng, dshift->typed_data() + g * s.c)},
+          {DNNL_ARG_SCRATCHPAD, scratch}};
+      if (act != kPlain) args[DNNL_ARG_WORKSPACE] = memory(e.workspace, eng, at(ws.untyped_data(), g * ws_bytes));
+      e.bwd.execute(strm, args);
+    }
+    strm.wait();
+  } catch (const dnnl::error& err) {
+    return ffi::Error(ffi::ErrorCode::kInternal, std::string("onednn batch_norm: ") + err.what());
+  }
+  return ffi::Error::Success();
+}
+
+
 }  // namespace
 
 XLA_FFI_DEFINE_HANDLER_SYMBOL(weaksup_onednn_conv_fwd, call_kind<kForward>, binding());
@@ -412,3 +558,46 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(weaksup_max_pool_bwd, max_pool_bwd,
                                   .Attr<int64_t>("k")
                                   .Attr<int64_t>("s")
                                   .Attr<int64_t>("p"));
+
+XLA_FFI_DEFINE_HANDLER_SYMBOL(weaksup_onednn_bn_fwd, bn_fwd,
+                              ffi::Ffi::Bind()
+                                  .Arg<ffi::AnyBuffer>()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Ret<ffi::AnyBuffer>()
+                                  .Ret<ffi::Buffer<ffi::F32>>()
+                                  .Ret<ffi::Buffer<ffi::F32>>()
+                                  .Ret<ffi::Buffer<ffi::U8>>()
+                                  .Attr<int64_t>("groups")
+                                  .Attr<int64_t>("act")
+                                  .Attr<float>("eps"));
+XLA_FFI_DEFINE_HANDLER_SYMBOL(weaksup_onednn_bn_bwd, bn_bwd,
+                              ffi::Ffi::Bind()
+                                  .Arg<ffi::AnyBuffer>()
+                                  .Arg<ffi::AnyBuffer>()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Arg<ffi::Buffer<ffi::U8>>()
+                                  .Ret<ffi::AnyBuffer>()
+                                  .Ret<ffi::Buffer<ffi::F32>>()
+                                  .Ret<ffi::Buffer<ffi::F32>>()
+                                  .Attr<int64_t>("groups")
+                                  .Attr<int64_t>("act")
+                                  .Attr<float>("eps"));
+
+/* Bytes of the batch-norm workspace (the ReLU mask) of one batch slice of n x h x w x c
+ * with activation `act`, and the kernels oneDNN picks in `message` ("forward / backward");
+ * -1 (and the reason in `message`) when oneDNN rejects the shape. */
+extern "C" int64_t weaksup_onednn_bn_workspace(int64_t n, int64_t h, int64_t w, int64_t c, int64_t act,
+                                               int bf16, float eps, char* message, int length) {
+  try {
+    std::lock_guard<std::mutex> guard(lock());
+    const BnEntry& e = cached_bn(BnShape{n, h, w, c, act, bf16, eps});
+    std::snprintf(message, length, "%s", e.impl.c_str());
+    return static_cast<int64_t>(e.workspace.get_size());
+  } catch (const dnnl::error& err) {
+    std::snprintf(message, length, "%s", err.what());
+    return -1;
+  }
+}

@@ -5,11 +5,14 @@ batch 128), in float32 and bfloat16: the forward pass, the input gradient (backw
 and the kernel gradient (backward-weights), each jitted alone, through XLA (the models'
 "xla" path: the dense / super-group / matmul decomposition of
 weaksup.models.grouped_conv) and through the oneDNN custom calls
-(weaksup.models.onednn_conv), with the oneDNN kernel each pass uses; then the stem's max
-pool, flax's (XLA's select-and-scatter gradient) against the native one. The runs alternate
-per shape, so CPU contention from other processes affects both alike; quote the ratios.
+(weaksup.models.onednn), with the oneDNN kernel each pass uses; then the stem's max
+pool, flax's (XLA's select-and-scatter gradient) against the native one; then
+training-mode batch norm with its ReLU, forward + backward, at each distinct activation
+shape of the models and at a few channel counts that oneDNN has no JIT kernel for in
+bfloat16 (the model keeps XLA's there). The runs alternate per shape, so CPU contention
+from other processes affects both alike; quote the ratios.
 
-    .venv/bin/python benchmarks/onednn_conv.py [--models resnext_tiny,resnet_tiny] [--batch 128]
+    .venv/bin/python benchmarks/onednn.py [--models resnext_tiny,resnet_tiny] [--batch 128]
         [--image-size 32] [--dtypes float32,bfloat16] [--iters 5]
 """
 
@@ -24,8 +27,9 @@ import jax
 import flax.linen as nn
 import jax.numpy as jnp
 
-from weaksup.models import get_model, onednn_conv
+from weaksup.models import get_model, onednn
 from weaksup.models.grouped_conv import ConvShape, conv_shapes, grouped_conv
+from weaksup.models.norm import BatchNorm
 
 PASSES = ("fwd", "bwd_data", "bwd_weights")
 
@@ -80,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--iters", type=int, default=5)
     args = parser.parse_args(argv)
     print(f"JAX {jax.__version__}, backend {jax.default_backend()}")
-    reason = onednn_conv.unavailable_reason()
+    reason = onednn.unavailable_reason()
     if reason is not None:
         print(f"oneDNN path unavailable ({reason}); run `python -m weaksup onednn build`")
         return 0
@@ -101,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
                     f"{t['xla', p] * 1e3:7.2f}/{t['onednn', p] * 1e3:6.2f} {t['xla', p] / t['onednn', p]:5.1f}x"
                     for p in PASSES
                 )
-                kernels = onednn_conv.describe(shape.x_shape, shape.kernel_shape, groups=shape.groups,
+                kernels = onednn.describe(shape.x_shape, shape.kernel_shape, groups=shape.groups,
                                                strides=shape.strides, padding=shape.padding, dtype=dtype)
                 print(f"  {'x'.join(map(str, shape.x_shape[1:])):<16} {'x'.join(map(str, shape.kernel_shape)):<16} "
                       f"{shape.groups:>2} {shape.strides[0]:>1} {cells}  {' / '.join(kernels.values())}")
@@ -111,6 +115,7 @@ def main(argv: list[str] | None = None) -> int:
             )
             print(f"  {'sum (each shape once)':<39} {cells}")
         bench_stem_pool(dtype, args.batch, args.image_size, args.iters)
+        bench_batch_norm(shapes, dtype, args.iters)
     return 0
 
 
@@ -118,7 +123,7 @@ def bench_stem_pool(dtype: jnp.dtype, batch: int, size: int, iters: int) -> None
     """The tiny models' 3x3/2 stem max pool (32 channels): flax's (XLA) against the native one."""
     x = jax.random.normal(jax.random.key(0), (batch, size, size, 32)).astype(dtype)
     pools = {"xla": lambda v: nn.max_pool(v, (3, 3), (2, 2), ((1, 1), (1, 1))),
-             "native": lambda v: onednn_conv.max_pool(v, 3, 2, 1)}
+             "native": lambda v: onednn.max_pool(v, 3, 2, 1)}
     g = jnp.ones(pools["xla"](x).shape, dtype)
     t = {}
     for impl, pool in pools.items():
@@ -127,6 +132,38 @@ def bench_stem_pool(dtype: jnp.dtype, batch: int, size: int, iters: int) -> None
     print(f"  stem max pool 3x3/2, {size}x{size}x32: ms, XLA / native: "
           + ", ".join(f"{p} {t['xla', p] * 1e3:.2f}/{t['native', p] * 1e3:.2f} ({t['xla', p] / t['native', p]:.1f}x)"
                       for p in ("fwd", "fwd+bwd")))
+
+
+def bench_batch_norm(shapes: list[ConvShape], dtype: jnp.dtype, iters: int) -> None:
+    """Training-mode batch norm + ReLU (fwd + bwd) at each convolution output shape, XLA against oneDNN."""
+    outputs = sorted({tuple(jax.eval_shape(lambda x, k, s=s: grouped_conv(
+        x, k, groups=s.groups, strides=s.strides, padding=s.padding),
+        jax.ShapeDtypeStruct(s.x_shape, dtype), jax.ShapeDtypeStruct(s.kernel_shape, dtype)).shape) for s in shapes})
+    n, h, w, _ = outputs[0]
+    outputs += [(n, h, w, c) for c in (24, 56, 152)]  # no bfloat16 JIT kernel for these
+    print(f"  batch norm + ReLU, fwd+bwd, ms: XLA / oneDNN (oneDNN kernels)")
+    for shape in outputs:
+        x = jax.random.normal(jax.random.key(0), shape).astype(dtype) * 2 + 0.5
+        g = jax.random.normal(jax.random.key(1), shape).astype(dtype)
+        t = {}
+        for impl in ("xla", "onednn"):
+            bn = BatchNorm(dtype=dtype, impl=impl)
+            variables = bn.init(jax.random.key(0), x, False)
+
+            def fwd_bwd(params, x, g, bn=bn, variables=variables):
+                def f(p, x):
+                    return bn.apply({**variables, "params": p}, x, True, relu=True, mutable=["batch_stats"])[0]
+                return jax.vjp(f, params, x)[1](g)
+
+            # Call oneDNN's kernels directly: the module would take XLA's where they are slow.
+            if impl == "onednn":
+                def fwd_bwd(params, x, g):
+                    f = lambda p, x: onednn.batch_norm(x, p["scale"], p["bias"], epsilon=1e-5, relu=True)[0]  # noqa: E731
+                    return jax.vjp(f, params, x)[1](g)
+            t[impl] = _time(jax.jit(fwd_bwd), variables["params"], x, g, iters=iters)
+        kernels = onednn.describe_batch_norm(shape, dtype, relu=True)[1]
+        print(f"  {'x'.join(map(str, shape)):<39} {t['xla'] * 1e3:7.2f} / {t['onednn'] * 1e3:7.2f} "
+              f"({t['xla'] / t['onednn']:4.1f}x)  {kernels}")
 
 
 if __name__ == "__main__":
