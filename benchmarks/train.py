@@ -1,7 +1,9 @@
 """Pretraining loop speed: the full loop against the bare jitted step, in one run.
 
     python benchmarks/train.py [--corpus DIR --vocab PATH] [--steps 120] [--batch 64]
-        [--model resnet_tiny] [--size 32] [--every 30]
+        [--model resnet_tiny] [--size 32] [--every 30] [--dtype bfloat16] [--conv-impl auto]
+
+The demo's trainer: `--model resnext_tiny --batch 128 --dtype bfloat16 --conv-impl auto`.
 
 The full loop is `weaksup.train.train_and_evaluate` on configs/tiny.py: grain data
 (decode + crop in threads), per-step metrics, JSON lines + TensorBoard, the non-finite
@@ -45,15 +47,16 @@ def bare_rate(config, steps: int) -> float:
     import jax
 
     from weaksup import config as config_lib
-    from weaksup import input_pipeline, losses, models, sharding
+    from weaksup import input_pipeline, losses, sharding
     from weaksup import optimizer as optim_lib
     from weaksup.hashtags.vocabulary import Vocabulary
+    from weaksup import train_lib
     from weaksup.train_lib import create_train_state, make_train_step
 
     vocab = Vocabulary.load(config.vocab_path)
     mesh = sharding.make_mesh(config.mesh)
     gbs = config.input.global_batch_size
-    model = models.get_model(config.model.name, vocab.num_classes)
+    model = train_lib.model_from_config(config.model, vocab.num_classes)
     total = config_lib.total_steps(config)
     tx, lr_fn = optim_lib.optimizer_from_config(config.optim, gbs, total, config_lib.warmup_steps(config))
     state, shardings = create_train_state(model, mesh, config.input.image_size, tx=tx, rng=jax.random.PRNGKey(0))
@@ -92,7 +95,12 @@ def main() -> int:
     parser.add_argument("--size", type=int, default=32)
     parser.add_argument("--every", type=int, default=30, help="checkpoint every N steps in the full loop")
     parser.add_argument("--rounds", type=int, default=2, help="full-loop rounds (each between two bare rounds)")
+    parser.add_argument("--dtype", default="float32", help="compute dtype (model override)")
+    parser.add_argument("--conv-impl", default="xla", help="convolution path (model override): xla, onednn, auto")
     args = parser.parse_args()
+    from weaksup import host_memory
+
+    host_memory.retain_freed_memory()  # as `weaksup train` does, before JAX starts its threads
 
     import jax
 
@@ -109,6 +117,8 @@ def main() -> int:
         overrides = [f"--config.input.image_size={args.size}", f"--config.checkpoint.every_steps={args.every}",
                      "--config.log_every_steps=10", "--config.holdout_records=0"]
         config = config_lib.load_config(spec, overrides)
+        with config.unlocked():
+            config.model.overrides = {"dtype": args.dtype, "conv_impl": args.conv_impl}
         skip = 10  # the first logged step: compilation and start-up are behind it
 
         bare, full, blocked = [bare_rate(config, args.steps)], [], []
@@ -118,7 +128,8 @@ def main() -> int:
             blocked += saves
             bare.append(bare_rate(config, args.steps))
 
-    print(f"devices {jax.device_count()} ({jax.devices()[0].platform}), model {args.model} at {args.size} px, "
+    print(f"devices {jax.device_count()} ({jax.devices()[0].platform}), model {args.model} ({args.dtype}, "
+          f"conv_impl {args.conv_impl}) at {args.size} px, "
           f"global batch {args.batch}, {args.steps} steps, checkpoint every {args.every} steps")
     print(f"bare jitted step (device-resident batch): {' '.join(f'{x:.1f}' for x in bare)} img/s")
     print(f"full loop (data, metrics, async checkpoints): {' '.join(f'{x:.1f}' for x in full)} img/s")
