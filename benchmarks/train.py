@@ -97,6 +97,8 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=2, help="full-loop rounds (each between two bare rounds)")
     parser.add_argument("--dtype", default="float32", help="compute dtype (model override)")
     parser.add_argument("--conv-impl", default="xla", help="convolution path (model override): xla, onednn, auto")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="a config override, e.g. --set input.num_threads=1 (repeatable)")
     args = parser.parse_args()
     from weaksup import host_memory
 
@@ -115,7 +117,7 @@ def main() -> int:
         spec = (f"{REPO / 'configs' / 'tiny.py'}:corpus={corpus},vocab={vocab},steps={args.steps},"
                 f"batch={args.batch},model={args.model}")
         overrides = [f"--config.input.image_size={args.size}", f"--config.checkpoint.every_steps={args.every}",
-                     "--config.log_every_steps=10", "--config.holdout_records=0"]
+                     "--config.log_every_steps=10", "--config.holdout_records=0", *(f"--config.{kv}" for kv in args.set)]
         config = config_lib.load_config(spec, overrides)
         with config.unlocked():
             config.model.overrides = {"dtype": args.dtype, "conv_impl": args.conv_impl}

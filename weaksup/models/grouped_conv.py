@@ -23,7 +23,8 @@ backends unchanged. The paths (`impl`):
 * "fast": the dense/super-group/matmul decomposition above, on XLA;
 * "xla": "fast" on CPU, "native" on GPU/TPU (the models' default);
 * "onednn": oneDNN's kernels through XLA FFI custom calls (weaksup.models.onednn),
-  CPU only, float32 or bfloat16; faster than XLA:CPU on the small models' shapes
+  CPU only, float32 or bfloat16, for the convolutions and also for the model's
+  training-mode batch norm and stem max pool; faster than XLA:CPU on the small models' shapes
   (benchmarks/onednn.py, benchmarks/models.py) but not bitwise equal to it (float32
   within ~1e-6 relative), so not the default, which keeps checkpoints reproducible;
 * "auto": the fastest available: "onednn" on CPU when it is built and has vectorised

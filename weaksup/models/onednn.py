@@ -1,22 +1,30 @@
-"""NHWC convolution on CPU through oneDNN, called from JAX as XLA FFI custom calls.
+"""The CPU training path through oneDNN, called from JAX as XLA FFI custom calls.
 
-XLA:CPU runs the convolutions of the small CPU models (3-256 channels, 4-32 px) at about a
-third of the speed of oneDNN, PyTorch's CPU backend (benchmarks/onednn.py measures
-forward, input gradient and kernel gradient per stage). `conv` hands them to oneDNN
-instead: three custom calls (forward, backward-data, backward-weights) tied together by a
-`jax.custom_vjp`, float32 or bfloat16, dense or grouped, any stride and explicit padding.
-Activations stay NHWC, so batch norm, ReLU and the residual add around the call remain
-XLA fusions; the kernel keeps the layout of `flax.linen.Conv(feature_group_count=G)`,
-(kh, kw, Cin / G, Cout), so parameters and checkpoints move between paths unchanged.
-The same library holds a max pool (`max_pool`, plain loops, bitwise flax's), because
-XLA:CPU's max-pool gradient would otherwise cost the stem more than its convolution.
+XLA:CPU runs the convolutions of the small CPU models (3-256 channels, 4-32 px) at a
+third of oneDNN's speed or less (oneDNN is PyTorch's CPU backend), and their bfloat16
+batch norm as generic convert-to-float32 loops (benchmarks/onednn.py measures each pass).
+This module hands them to oneDNN:
 
-The handlers are a small C++ file (`weaksup/native/onednn.cc`) that `make setup`
-compiles (`python -m weaksup onednn build`) against the system oneDNN (Debian:
-libdnnl-dev, OpenMP runtime) and the XLA FFI headers of the installed jaxlib, into the
-cache directory, keyed by the source's hash and the jaxlib version. Where it is not built,
-or oneDNN has only reference kernels for this CPU, or WEAKSUP_NO_ONEDNN is set,
-`available()` is False and `conv_impl="auto"` keeps XLA's convolution.
+* `conv`: three custom calls (forward, backward-data, backward-weights) tied together by
+  a `jax.custom_vjp`, float32 or bfloat16, dense or grouped, any stride and explicit
+  padding. Activations stay NHWC; the kernel keeps the layout of
+  `flax.linen.Conv(feature_group_count=G)`, (kh, kw, Cin / G, Cout), so parameters and
+  checkpoints move between paths unchanged.
+* `batch_norm`: training-mode batch norm with batch statistics (per batch group if asked),
+  fused with the ReLU that follows it, forward and backward; the ReLU's mask travels in
+  oneDNN's workspace. The residual add before a block's last ReLU stays an XLA fusion
+  (oneDNN 3 has no CPU kernel for it). `batch_norm_is_fast` says where oneDNN has JIT
+  kernels; `weaksup.models.norm.BatchNorm` keeps XLA's batch norm elsewhere.
+* `max_pool`: plain loops, bitwise flax's, because XLA:CPU's max-pool gradient would
+  otherwise cost the stem more than its convolution.
+
+The handlers are a small C++ file (`weaksup/native/onednn.cc`) that `make setup` compiles
+(`python -m weaksup onednn build`) against oneDNN 3 from PyPI (the `onednn-cpu-gomp` and
+`onednn-devel-cpu-gomp` wheels: the library built with GNU OpenMP, and its headers) and
+the XLA FFI headers of the installed jaxlib, into the cache directory, keyed by the
+source's hash and the jaxlib and oneDNN versions. Where it is not built, or oneDNN has
+only reference kernels for this CPU, or WEAKSUP_NO_ONEDNN is set, `available()` is False
+and `conv_impl="auto"` keeps XLA's convolution and batch norm.
 """
 
 from __future__ import annotations
@@ -402,7 +410,7 @@ def main(argv: list[str]) -> int:
     console.ensure_setup()  # status lines are log records: shown unless -q
     parser = argparse.ArgumentParser(prog="python -m weaksup onednn", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="cmd", required=True)
-    b = sub.add_parser("build", help="compile the oneDNN convolution handlers into the cache directory")
+    b = sub.add_parser("build", help="compile the oneDNN handlers (convolution, batch norm, max pool) into the cache directory")
     b.add_argument("--force", action="store_true", help="recompile even when built")
     sub.add_parser("status", help="say whether the oneDNN path is built, loads and has fast kernels")
     args = parser.parse_args(argv)
@@ -415,7 +423,7 @@ def main(argv: list[str]) -> int:
         if _lib() is None:
             print(f"onednn: built {path} but it does not load: {_LOAD_ERROR}", file=sys.stderr)
             return 1
-        log.info(f"onednn: convolution handlers at {path}")
+        log.info(f"onednn: handlers (convolution, batch norm, max pool) at {path}")
     # Only `status` fails for a dtype without fast kernels: a build that loads is a success,
     # and `conv_impl="auto"` keeps XLA's convolution for that dtype.
     status = 0
