@@ -31,6 +31,7 @@ import orbax.checkpoint as ocp
 import pytest
 
 from tests._train_data import REPO, tiny_inputs, train_env
+from weaksup.models import onednn
 
 REFERENCE_COMMIT = "d81926b023bdfdbd5749f9081bf8ae294cf4877a"
 
@@ -107,6 +108,11 @@ def test_demo_runlocal_results_equal_the_reference_commits(demo_run, tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}  # one device, as the demo_run fixture
     env["PYTHONPATH"] = str(reference)
     env["WEAKSUP_DATA_DIR"] = str(REPO / "data")
+    # The reference's own oneDNN handlers (its source may differ from this checkout's; the
+    # cache keys each build by its source), so that `conv_impl: auto` takes the same path.
+    build = subprocess.run([sys.executable, "-m", "weaksup", "onednn", "build"], cwd=reference, env=env,
+                           capture_output=True, text=True, timeout=600)
+    assert (build.returncode == 0) == onednn.available(), build.stdout + build.stderr
     run = tmp_path / "run"
     cmd = [sys.executable, "-m", "weaksup", "demo", "--config", "configs/emojigram_demo.py:runlocal", "--workdir",
            str(run), "--data-root", str(tmp_path / "data"), "--tfds-dir", str(tmp_path / "tfds")]

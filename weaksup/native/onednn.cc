@@ -398,7 +398,6 @@ struct BnEntry {
   dnnl::batch_normalization_forward fwd;
   dnnl::batch_normalization_backward bwd;
   memory::desc data, stat, workspace, fwd_scratch, bwd_scratch;
-  size_t data_bytes;
   std::string impl;  // "forward kernel / backward kernel"
 };
 
@@ -421,7 +420,6 @@ std::unique_ptr<BnEntry> create_bn(const BnShape& s) {
   e->workspace = fwd_pd.workspace_desc();
   e->fwd_scratch = fwd_pd.scratchpad_desc();
   e->bwd_scratch = bwd_pd.scratchpad_desc();
-  e->data_bytes = e->data.get_size();
   e->impl = std::string(fwd_pd.impl_info_str()) + " / " + bwd_pd.impl_info_str();
   return e;
 }
@@ -444,37 +442,57 @@ ffi::Error bn_shape(ffi::AnyBuffer x, int64_t groups, int64_t act, float eps, Bn
   return check_dtype(x.element_type(), &s->bf16);
 }
 
-// Forward: x -> y, mean and var (groups, C), workspace.
-ffi::Error bn_fwd(ffi::AnyBuffer x, ffi::Buffer<ffi::F32> scale, ffi::Buffer<ffi::F32> shift,
-                  ffi::Result<ffi::AnyBuffer> y, ffi::Result<ffi::Buffer<ffi::F32>> mean,
-                  ffi::Result<ffi::Buffer<ffi::F32>> var, ffi::Result<ffi::Buffer<ffi::U8>> ws,
-                  int64_t groups, int64_t act, float eps) {
+// Runs the forward or the backward primitive once per batch group under the library's
+// lock; `group_args(e, g)` gives group g's arguments, all but the scratchpad.
+template <typename GroupArgs>
+ffi::Error run_bn(ffi::AnyBuffer x, int64_t groups, int64_t act, float eps, bool backward,
+                  GroupArgs group_args) {
   BnShape s;
   if (auto err = bn_shape(x, groups, act, eps, &s); err.failure()) return err;
   try {
     static std::vector<char> scratch_buf;
     std::lock_guard<std::mutex> guard(lock());
     BnEntry& e = cached_bn(s);
-    auto& eng = engine();
-    static dnnl::stream strm(eng);
-    memory scratch(e.fwd_scratch, eng, buffer(scratch_buf, e.fwd_scratch.get_size()));
-    memory sc(e.stat, eng, scale.typed_data()), sh(e.stat, eng, shift.typed_data());
-    const size_t ws_bytes = e.workspace.get_size();
+    static dnnl::stream strm(engine());
+    const memory::desc& scratch_desc = backward ? e.bwd_scratch : e.fwd_scratch;
+    memory scratch(scratch_desc, engine(), buffer(scratch_buf, scratch_desc.get_size()));
     for (int64_t g = 0; g < groups; ++g) {
-      std::unordered_map<int, memory> args{
-          {DNNL_ARG_SRC, memory(e.data, eng, at(x.untyped_data(), g * e.data_bytes))},
-          {DNNL_ARG_DST, memory(e.data, eng, at(y->untyped_data(), g * e.data_bytes))},
-          {DNNL_ARG_MEAN, memory(e.stat, eng, mean->typed_data() + g * s.c)},
-          {DNNL_ARG_VARIANCE, memory(e.stat, eng, var->typed_data() + g * s.c)},
-          {DNNL_ARG_SCALE, sc}, {DNNL_ARG_SHIFT, sh}, {DNNL_ARG_SCRATCHPAD, scratch}};
-      if (act != kPlain) args[DNNL_ARG_WORKSPACE] = memory(e.workspace, eng, at(ws->untyped_data(), g * ws_bytes));
-      e.fwd.execute(strm, args);
+      std::unordered_map<int, memory> args = group_args(e, g);
+      args[DNNL_ARG_SCRATCHPAD] = scratch;
+      if (act == kPlain) args.erase(DNNL_ARG_WORKSPACE);
+      if (backward) {
+        e.bwd.execute(strm, args);
+      } else {
+        e.fwd.execute(strm, args);
+      }
     }
     strm.wait();
   } catch (const dnnl::error& err) {
     return ffi::Error(ffi::ErrorCode::kInternal, std::string("onednn batch_norm: ") + err.what());
   }
   return ffi::Error::Success();
+}
+
+// Group g's slice of an activation, statistic or workspace buffer.
+memory slice(const memory::desc& d, void* base, int64_t g) {
+  return memory(d, engine(), at(base, g * d.get_size()));
+}
+
+// Forward: x -> y, mean and var (groups, C), workspace.
+ffi::Error bn_fwd(ffi::AnyBuffer x, ffi::Buffer<ffi::F32> scale, ffi::Buffer<ffi::F32> shift,
+                  ffi::Result<ffi::AnyBuffer> y, ffi::Result<ffi::Buffer<ffi::F32>> mean,
+                  ffi::Result<ffi::Buffer<ffi::F32>> var, ffi::Result<ffi::Buffer<ffi::U8>> ws,
+                  int64_t groups, int64_t act, float eps) {
+  return run_bn(x, groups, act, eps, false, [&](const BnEntry& e, int64_t g) {
+    return std::unordered_map<int, memory>{
+        {DNNL_ARG_SRC, slice(e.data, x.untyped_data(), g)},
+        {DNNL_ARG_DST, slice(e.data, y->untyped_data(), g)},
+        {DNNL_ARG_MEAN, slice(e.stat, mean->untyped_data(), g)},
+        {DNNL_ARG_VARIANCE, slice(e.stat, var->untyped_data(), g)},
+        {DNNL_ARG_SCALE, slice(e.stat, scale.untyped_data(), 0)},
+        {DNNL_ARG_SHIFT, slice(e.stat, shift.untyped_data(), 0)},
+        {DNNL_ARG_WORKSPACE, slice(e.workspace, ws->untyped_data(), g)}};
+  });
 }
 
 // Backward: x, dy, scale, mean, var, workspace -> dx, dscale and dshift (groups, C).
@@ -482,38 +500,19 @@ ffi::Error bn_bwd(ffi::AnyBuffer x, ffi::AnyBuffer dy, ffi::Buffer<ffi::F32> sca
                   ffi::Buffer<ffi::F32> var, ffi::Buffer<ffi::U8> ws, ffi::Result<ffi::AnyBuffer> dx,
                   ffi::Result<ffi::Buffer<ffi::F32>> dscale, ffi::Result<ffi::Buffer<ffi::F32>> dshift,
                   int64_t groups, int64_t act, float eps) {
-  BnShape s;
-  if (auto err = bn_shape(x, groups, act, eps, &s); err.failure()) return err;
-  try {
-    static std::vector<char> scratch_buf;
-    std::lock_guard<std::mutex> guard(lock());
-    BnEntry& e = cached_bn(s);
-    auto& eng = engine();
-    static dnnl::stream strm(eng);
-    memory scratch(e.bwd_scratch, eng, buffer(scratch_buf, e.bwd_scratch.get_size()));
-    memory sc(e.stat, eng, scale.typed_data());
-    const size_t ws_bytes = e.workspace.get_size();
-    for (int64_t g = 0; g < groups; ++g) {
-      std::unordered_map<int, memory> args{
-          {DNNL_ARG_SRC, memory(e.data, eng, at(x.untyped_data(), g * e.data_bytes))},
-          {DNNL_ARG_DIFF_DST, memory(e.data, eng, at(dy.untyped_data(), g * e.data_bytes))},
-          {DNNL_ARG_DIFF_SRC, memory(e.data, eng, at(dx->untyped_data(), g * e.data_bytes))},
-          {DNNL_ARG_MEAN, memory(e.stat, eng, mean.typed_data() + g * s.c)},
-          {DNNL_ARG_VARIANCE, memory(e.stat, eng, var.typed_data() + g * s.c)},
-          {DNNL_ARG_SCALE, sc},
-          {DNNL_ARG_DIFF_SCALE, memory(e.stat, eng, dscale->typed_data() + g * s.c)},
-          {DNNL_ARG_DIFF_SHIFT, memory(e.stat, eng, dshift->typed_data() + g * s.c)},
-          {DNNL_ARG_SCRATCHPAD, scratch}};
-      if (act != kPlain) args[DNNL_ARG_WORKSPACE] = memory(e.workspace, eng, at(ws.untyped_data(), g * ws_bytes));
-      e.bwd.execute(strm, args);
-    }
-    strm.wait();
-  } catch (const dnnl::error& err) {
-    return ffi::Error(ffi::ErrorCode::kInternal, std::string("onednn batch_norm: ") + err.what());
-  }
-  return ffi::Error::Success();
+  return run_bn(x, groups, act, eps, true, [&](const BnEntry& e, int64_t g) {
+    return std::unordered_map<int, memory>{
+        {DNNL_ARG_SRC, slice(e.data, x.untyped_data(), g)},
+        {DNNL_ARG_DIFF_DST, slice(e.data, dy.untyped_data(), g)},
+        {DNNL_ARG_DIFF_SRC, slice(e.data, dx->untyped_data(), g)},
+        {DNNL_ARG_MEAN, slice(e.stat, mean.untyped_data(), g)},
+        {DNNL_ARG_VARIANCE, slice(e.stat, var.untyped_data(), g)},
+        {DNNL_ARG_SCALE, slice(e.stat, scale.untyped_data(), 0)},
+        {DNNL_ARG_DIFF_SCALE, slice(e.stat, dscale->untyped_data(), g)},
+        {DNNL_ARG_DIFF_SHIFT, slice(e.stat, dshift->untyped_data(), g)},
+        {DNNL_ARG_WORKSPACE, slice(e.workspace, ws.untyped_data(), g)}};
+  });
 }
-
 
 }  // namespace
 
