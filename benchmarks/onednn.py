@@ -145,22 +145,15 @@ def bench_batch_norm(shapes: list[ConvShape], dtype: jnp.dtype, iters: int) -> N
     for shape in outputs:
         x = jax.random.normal(jax.random.key(0), shape).astype(dtype) * 2 + 0.5
         g = jax.random.normal(jax.random.key(1), shape).astype(dtype)
-        t = {}
-        for impl in ("xla", "onednn"):
-            bn = BatchNorm(dtype=dtype, impl=impl)
-            variables = bn.init(jax.random.key(0), x, False)
-
-            def fwd_bwd(params, x, g, bn=bn, variables=variables):
-                def f(p, x):
-                    return bn.apply({**variables, "params": p}, x, True, relu=True, mutable=["batch_stats"])[0]
-                return jax.vjp(f, params, x)[1](g)
-
-            # Call oneDNN's kernels directly: the module would take XLA's where they are slow.
-            if impl == "onednn":
-                def fwd_bwd(params, x, g):
-                    f = lambda p, x: onednn.batch_norm(x, p["scale"], p["bias"], epsilon=1e-5, relu=True)[0]  # noqa: E731
-                    return jax.vjp(f, params, x)[1](g)
-            t[impl] = _time(jax.jit(fwd_bwd), variables["params"], x, g, iters=iters)
+        bn = BatchNorm(dtype=dtype, impl="xla")
+        variables = bn.init(jax.random.key(0), x, False)
+        # oneDNN's kernels called directly: the module would take XLA's where they are slow.
+        norms = {
+            "xla": lambda p, x: bn.apply({**variables, "params": p}, x, True, relu=True, mutable=["batch_stats"])[0],
+            "onednn": lambda p, x: onednn.batch_norm(x, p["scale"], p["bias"], epsilon=1e-5, relu=True)[0],
+        }
+        t = {impl: _time(jax.jit(lambda p, x, g, f=f: jax.vjp(f, p, x)[1](g)), variables["params"], x, g, iters=iters)
+             for impl, f in norms.items()}
         kernels = onednn.describe_batch_norm(shape, dtype, relu=True)[1]
         print(f"  {'x'.join(map(str, shape)):<39} {t['xla'] * 1e3:7.2f} / {t['onednn'] * 1e3:7.2f} "
               f"({t['xla'] / t['onednn']:4.1f}x)  {kernels}")

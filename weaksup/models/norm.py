@@ -68,7 +68,7 @@ class BatchNorm(nn.Module):
         fuse_relu = relu and residual is None
         if not train:
             y = self._affine(x.astype(jnp.float32), ra_mean.value, ra_var.value, scale, bias)
-        elif self._onednn(x.shape, fuse_relu):
+        elif self._onednn(x.shape, fuse_relu, groups):
             y, mean, var = onednn.batch_norm(x.astype(self.dtype), scale, bias, epsilon=self.epsilon,
                                              groups=groups, relu=fuse_relu)
             self._update(ra_mean, ra_var, mean, var, axes=(0,))
@@ -87,10 +87,10 @@ class BatchNorm(nn.Module):
             y = y + residual.astype(y.dtype)
         return nn.relu(y) if relu else y
 
-    def _onednn(self, shape: tuple[int, ...], relu: bool) -> bool:
+    def _onednn(self, shape: tuple[int, ...], relu: bool, groups: int) -> bool:
         """Whether training-mode batch norm of `shape` runs in oneDNN (its JIT kernels) here."""
         return (len(shape) == 4 and resolve_impl(self.impl, self.dtype) == "onednn"
-                and onednn.batch_norm_is_fast(shape, self.dtype, relu=relu, groups=max(self.groups, 1)))
+                and onednn.batch_norm_is_fast(shape, self.dtype, relu=relu, groups=groups))
 
     def _update(self, ra_mean, ra_var, mean, var, axes):
         """Moves the running averages towards the batch statistics (averaged over `axes`)."""
