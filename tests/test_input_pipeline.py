@@ -189,3 +189,30 @@ def test_worker_processes_give_the_same_stream_and_resume(small):
         np.testing.assert_array_equal(a["labels"], b["labels"])
     for a, b in zip(want[2:], tail):
         np.testing.assert_array_equal(a["image"], b["image"])
+
+
+def test_resume_mid_chunk_and_from_a_per_example_state(small):
+    """A state inside a decoded chunk resumes there, and so does the earlier format's
+    state (grain's index of the next example, no chunks)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        it = _iterator(small, resampling="sqrt")
+        for _ in range(3):
+            next(it)
+        state = it.get_state()
+        after = [next(it) for _ in range(4)]
+        assert 0 < state["served"] < ip.CHUNK  # 3 batches of 8 end inside the first chunk
+        per_example = {"parent": {"next_index": state["parent"]["next_index"] * ip.CHUNK + state["served"]},
+                       "counters": state["counters"]}
+        for s in (state, per_example):
+            fresh = _iterator(small, resampling="sqrt")
+            fresh.set_state(s)
+            assert fresh.get_state() == state
+            again = [next(fresh) for _ in range(4)]
+            for a, b in zip(after, again):
+                np.testing.assert_array_equal(a["image"], b["image"])
+                np.testing.assert_array_equal(a["labels"], b["labels"])
+            assert fresh.stats() == it.stats()
+        workers_state = {"parent": {"workers_state": {}, "iterations_to_skip": {}}, "counters": state["counters"]}
+        with pytest.raises(ValueError, match="resume with input.num_workers=0"):
+            _iterator(small).set_state(workers_state)

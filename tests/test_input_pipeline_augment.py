@@ -62,18 +62,18 @@ def test_undecodable_bytes_raise_decode_error():
 def test_random_resized_crop_box_stays_inside_and_respects_ranges():
     rng = np.random.default_rng(0)
     for _ in range(200):
-        l, t, r, b = augment.random_resized_crop_box(375, 500, rng)
+        l, t, r, b = augment.random_resized_crop_box(375, 500, rng.random(augment.CROP_DRAWS))
         assert 0 <= l < r <= 500 and 0 <= t < b <= 375
         area = (r - l) * (b - t) / (375 * 500)
         assert 0.07 <= area <= 1.0
         assert 3 / 4 - 0.02 <= (r - l) / (b - t) <= 4 / 3 + 0.02
 
 
-def test_train_crop_is_deterministic_given_rng_and_varies_across_draws():
+def test_train_crop_is_deterministic_given_draws_and_varies_across_draws():
     data = _encode(_photo(375, 500), "JPEG")
-    a = augment.train_crop(data, 32, np.random.default_rng([1, 2, 3]))
-    b = augment.train_crop(data, 32, np.random.default_rng([1, 2, 3]))
-    c = augment.train_crop(data, 32, np.random.default_rng([1, 2, 4]))
+    a = augment.train_crop(data, 32, np.random.default_rng([1, 2, 3]).random(augment.TRAIN_DRAWS))
+    b = augment.train_crop(data, 32, np.random.default_rng([1, 2, 3]).random(augment.TRAIN_DRAWS))
+    c = augment.train_crop(data, 32, np.random.default_rng([1, 2, 4]).random(augment.TRAIN_DRAWS))
     assert a.shape == (32, 32, 3) and a.dtype == np.uint8
     np.testing.assert_array_equal(a, b)
     assert not np.array_equal(a, c)
@@ -95,15 +95,35 @@ def test_train_crop_min_area_bounds_the_crop():
     """With min_area=1 on a square picture the crop is the whole picture (up to the flip)."""
     img = _photo(64, 64)
     data = _encode(img, "PNG")
-    whole = augment.train_crop(data, 64, np.random.default_rng(0), min_area=1.0)
+    whole = augment.train_crop(data, 64, np.random.default_rng(0).random(augment.TRAIN_DRAWS), min_area=1.0)
     assert np.array_equal(whole, img) or np.array_equal(whole, img[:, ::-1])
-    whole = augment.train_crop_array(img, 64, np.random.default_rng(0), min_area=1.0)
+    whole = augment.train_crop_array(img, 64, np.random.default_rng(0).random(augment.TRAIN_DRAWS), min_area=1.0)
     assert np.array_equal(whole, img) or np.array_equal(whole, img[:, ::-1])
     rng = np.random.default_rng(1)
     for _ in range(100):
-        l, t, r, b = augment.random_resized_crop_box(64, 64, rng, area=(0.35, 1.0))
+        l, t, r, b = augment.random_resized_crop_box(64, 64, rng.random(augment.CROP_DRAWS), area=(0.35, 1.0))
         assert (r - l) * (b - t) / 64**2 >= 0.33
     # and the default still reaches small crops
     areas = [(r - l) * (b - t) / 64**2
-             for l, t, r, b in (augment.random_resized_crop_box(64, 64, rng) for _ in range(200))]
+             for l, t, r, b in (augment.random_resized_crop_box(64, 64, rng.random(augment.CROP_DRAWS)) for _ in range(200))]
     assert min(areas) < 0.2
+
+
+def test_train_draws_are_uniform_and_depend_only_on_their_position():
+    epochs, positions = np.repeat([0, 1], 5000), np.tile(np.arange(5000), 2)
+    u = augment.train_draws(7, epochs, positions)
+    assert u.shape == (10_000, augment.TRAIN_DRAWS) and u.dtype == np.float64
+    assert u.min() >= 0.0 and u.max() < 1.0
+    # One position's draws alone are the same as within a batch of them.
+    np.testing.assert_array_equal(augment.train_draws(7, [1], [123])[0], u[5123])
+    # Other seeds, epochs and positions draw other numbers.
+    assert not np.array_equal(augment.train_draws(8, [1], [123])[0], u[5123])
+    assert not np.array_equal(u[123], u[5123]) and not np.array_equal(u[123], u[124])
+    # Uniform in each draw (10 bins of 1000 expected: 4 sigma is 120), and draws uncorrelated.
+    for k in range(augment.TRAIN_DRAWS):
+        counts = np.bincount((u[:, k] * 10).astype(int), minlength=10)
+        assert np.abs(counts - 1000).max() < 120, (k, counts)
+    corr = np.corrcoef(u.T)
+    assert np.abs(corr - np.eye(augment.TRAIN_DRAWS)).max() < 0.05
+    # Neighbouring positions are uncorrelated too.
+    assert abs(np.corrcoef(u[:-1, 0], u[1:, 0])[0, 1]) < 0.05

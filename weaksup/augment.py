@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import io
 import math
+from collections.abc import Sequence
 
 import cv2
 import numpy as np
@@ -29,6 +30,16 @@ from weaksup import jpeg_region
 # Grain already runs one decode per thread / worker; OpenCV's own pool would oversubscribe.
 cv2.setNumThreads(1)
 
+# A training crop's uniform draws: the random-resized crop's candidate areas and aspect
+# ratios, its two offsets, then the flip.
+CROP_ATTEMPTS = 10
+CROP_DRAWS = 2 * CROP_ATTEMPTS + 2
+TRAIN_DRAWS = CROP_DRAWS + 1
+# Pictures smaller than this at the decode scale decode whole: below it libjpeg-turbo's
+# fixed set-up dominates, and the region decoder's extra work (a second pass over the
+# header, the margin, the copy out) makes it slower (32 px: 17 us against 12 us; at
+# 64 px they are even; at 128 px the region wins, 72 us against 103 us).
+_REGION_MIN_PIXELS = 96 * 96
 # Decompression-bomb guard for Pillow: a post's picture never needs more than this.
 MAX_PIXELS = 64_000_000
 _JPEG_MAGIC = b"\xff\xd8\xff"
@@ -139,6 +150,12 @@ def _dct_scale(height: int, width: int, min_side: int, crop_fraction: float) -> 
     return next((n for n in (1, 2, 3, 4) if math.ceil(short * n / 8) >= need), 8)
 
 
+def decodes_at_full_scale(height: int, width: int, size: int) -> bool:
+    """Whether every crop of an height x width picture for `size` px decodes at full scale
+    (no reduced DCT scale: the whole picture is too small to halve)."""
+    return _dct_scale(height, width, size, 1.0) == 8
+
+
 def _scaled_pixel_box(
     box: tuple[float, float, float, float], h: int, w: int, sh: int, sw: int
 ) -> tuple[int, int, int, int]:
@@ -155,15 +172,16 @@ def decode_box(
 
     A JPEG decodes at the coarsest DCT scale that keeps >= `min_side` pixels on the box's
     shorter side, and only the box itself when the region decoder (weaksup.jpeg_region) is
-    built; otherwise, and for every other format, the whole picture decodes and is sliced.
+    built and the picture at that scale has at least `_REGION_MIN_PIXELS`; otherwise, and
+    for every other format, the whole picture decodes and is sliced.
     Both ways give the same pixels. `shape` is the picture's (height, width) when the
     caller has already read the header.
     """
     h, w = image_size(data) if shape is None else shape
     crop_fraction = min(box[2] - box[0], box[3] - box[1]) / max(1, min(h, w))
-    if data[:3] == _JPEG_MAGIC and jpeg_region.available():
-        n = _dct_scale(h, w, min_side, crop_fraction)
-        sh, sw = jpeg_region.scaled_size(h, w, n)
+    n = _dct_scale(h, w, min_side, crop_fraction)
+    sh, sw = jpeg_region.scaled_size(h, w, n)
+    if data[:3] == _JPEG_MAGIC and sh * sw >= _REGION_MIN_PIXELS and jpeg_region.available():
         left, top, right, bottom = _scaled_pixel_box(box, h, w, sh, sw)
         try:
             return jpeg_region.decode_region(data, left, top, right, bottom, scale_num=n, height=sh, width=sw)
@@ -175,27 +193,52 @@ def decode_box(
     return img[top:bottom, left:right]
 
 
+def train_draws(seed: int, epochs: Sequence[int], positions: Sequence[int]) -> np.ndarray:
+    """The uniforms in [0, 1) of the training crops at stream `positions` of `epochs`: (n, TRAIN_DRAWS).
+
+    Counter-based: draw k of (seed, epoch, position) is SplitMix64's finaliser applied to
+    the seed, then the epoch, the position and k mixed in turn, so an example's crop
+    depends on nothing else (not on which chunk, thread or process makes it), and a
+    chunk's draws are a few array operations. A numpy generator per example cost ~35 us
+    of the ~100 us a 32 px example took in the pretraining pipeline.
+    """
+    with np.errstate(over="ignore"):  # uint64 arithmetic is meant to wrap
+        key = _mix64(np.uint64(seed) * _GOLDEN)
+        key = _mix64(key + np.asarray(epochs, np.uint64) * _GOLDEN)
+        key = _mix64(key + np.asarray(positions, np.uint64) * _GOLDEN)
+        bits = _mix64(key[:, None] + np.arange(1, TRAIN_DRAWS + 1, dtype=np.uint64) * _GOLDEN)
+    return (bits >> np.uint64(11)).astype(np.float64) * 2.0**-53
+
+
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+
+
+def _mix64(z: np.ndarray) -> np.ndarray:
+    """SplitMix64's finaliser (a bijection of uint64 whose outputs pass BigCrush as a stream)."""
+    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return z ^ (z >> np.uint64(31))
+
+
 def random_resized_crop_box(
     height: int,
     width: int,
-    rng: np.random.Generator,
+    draws: Sequence[float],
     area: tuple[float, float] = (0.08, 1.0),
     ratio: tuple[float, float] = (3 / 4, 4 / 3),
-    attempts: int = 10,
 ) -> tuple[int, int, int, int]:
-    """(left, top, right, bottom) of an Inception-style crop; centre crop as a fallback."""
-    # One generator call for every draw, then scalar Python: at 10 attempts this is ~5x
-    # cheaper than numpy arrays of candidates (the per-image budget is a few microseconds).
-    u = rng.random(2 * attempts + 2).tolist()
+    """(left, top, right, bottom) of an Inception-style crop from CROP_DRAWS uniforms; centre crop as a fallback."""
+    u = draws  # [0, CROP_ATTEMPTS): areas, then aspect ratios, then the two offsets
     total = height * width
     lo_area, span_area = area[0], area[1] - area[0]
     lo_ratio, span_ratio = math.log(ratio[0]), math.log(ratio[1]) - math.log(ratio[0])
-    for k in range(attempts):
+    for k in range(CROP_ATTEMPTS):
         target = total * (lo_area + span_area * u[k])
-        aspect = math.exp(lo_ratio + span_ratio * u[attempts + k])
+        aspect = math.exp(lo_ratio + span_ratio * u[CROP_ATTEMPTS + k])
         w, h = round(math.sqrt(target * aspect)), round(math.sqrt(target / aspect))
         if 0 < w <= width and 0 < h <= height:
-            top, left = int(u[-2] * (height - h + 1)), int(u[-1] * (width - w + 1))
+            top = int(u[2 * CROP_ATTEMPTS] * (height - h + 1))
+            left = int(u[2 * CROP_ATTEMPTS + 1] * (width - w + 1))
             return left, top, left + w, top + h
     # Fallback: the largest centre crop whose aspect ratio lies in range.
     in_ratio = width / height
@@ -216,27 +259,26 @@ def check_min_area(value: float, name: str = "crop_min_area") -> float:
     return float(value)
 
 
-def train_crop(data: bytes, size: int, rng: np.random.Generator, min_area: float = 0.08) -> np.ndarray:
+def train_crop(data: bytes, size: int, draws: Sequence[float], min_area: float = 0.08) -> np.ndarray:
     """Decode -> random-resized crop -> random horizontal flip: uint8 (size, size, 3).
 
-    The crop keeps between `min_area` and all of the picture (Inception's 8% by default;
-    posts whose labels name several small objects want a larger minimum, or the crop
-    often shows none of them).
+    `draws` are TRAIN_DRAWS uniforms in [0, 1) (`train_draws`, or a generator's). The crop
+    keeps between `min_area` and all of the picture (Inception's 8% by default; posts
+    whose labels name several small objects want a larger minimum, or the crop often
+    shows none of them).
     """
     h, w = image_size(data)
-    box = random_resized_crop_box(h, w, rng, area=(min_area, 1.0))
-    flip = rng.random() < 0.5
+    box = random_resized_crop_box(h, w, draws, area=(min_area, 1.0))
     out = _resize(decode_box(data, box, min_side=size, shape=(h, w)), size)
-    return cv2.flip(out, 1) if flip else out
+    return cv2.flip(out, 1) if draws[CROP_DRAWS] < 0.5 else out
 
 
-def train_crop_array(img: np.ndarray, size: int, rng: np.random.Generator, min_area: float = 0.08) -> np.ndarray:
+def train_crop_array(img: np.ndarray, size: int, draws: Sequence[float], min_area: float = 0.08) -> np.ndarray:
     """`train_crop` for an already decoded uint8 image (H, W, 3)."""
     img = _rgb(img)
-    box = random_resized_crop_box(img.shape[0], img.shape[1], rng, area=(min_area, 1.0))
-    flip = rng.random() < 0.5
+    box = random_resized_crop_box(img.shape[0], img.shape[1], draws, area=(min_area, 1.0))
     out = _resize_box(img, box, size)
-    return cv2.flip(out, 1) if flip else out
+    return cv2.flip(out, 1) if draws[CROP_DRAWS] < 0.5 else out
 
 
 def eval_crop(data: bytes, size: int, crop_fraction: float = 0.875) -> np.ndarray:

@@ -21,8 +21,8 @@ So the data a run sees does not depend on how many processes read it, and togeth
 processes cover every position exactly once. Every random choice for a position (crop,
 flip) comes from (seed, epoch, position); label noise comes from (seed, record index) so
 a noisy post stays the same noisy post in every epoch, like the paper's perturbed
-dataset. The iterator's state (grain's next index plus the skip counters) therefore
-pins the exact continuation; `get_state()`/`set_state()` round-trip through Orbax with
+dataset. The iterator's state (grain's next chunk of `CHUNK` positions, how many of its
+examples were served, and the skip counters) therefore pins the exact continuation; `get_state()`/`set_state()` round-trip through Orbax with
 `grain.checkpoint.CheckpointSave/CheckpointRestore`.
 
 Label noise (paper Sec. 4.3): each of a post's in-vocabulary hashtag occurrences is,
@@ -47,20 +47,27 @@ import numpy as np
 import tensorflow_datasets as tfds
 from absl import flags
 
-from weaksup import augment
+from weaksup import augment, picture_cache
 from weaksup.corpus.record import decode_post
 from weaksup.corpus.shards import Corpus
 from weaksup.errors import UsageError
 from weaksup.hashtags.vocabulary import Vocabulary
 from weaksup.labels import PostLabels, check_built_from, load_post_labels, pad_labels
+from weaksup.picture_cache import PictureCache
 from weaksup.sampling import Resampler, training_eligible
 
-# Distinct random streams derived from the same seed.
-_AUG_STREAM = 0xA06
+# Label noise's random stream (crops draw from `augment.train_draws`).
 _NOISE_STREAM = 0x401
 
 # An iterator without an end still needs a length for grain's MapDataset.
 _ENDLESS = 1 << 60
+# Examples decoded per grain element. grain's threaded prefetch spends ~120 us of CPU on
+# each element it serves (a future, locks, its statistics), as much as decoding and
+# cropping a 32 px example; over a chunk of 32 that is ~4 us per example (measured in
+# benchmarks/train.py's full loop, where the decoders share the cores with the step).
+CHUNK = 32
+# Chunks decoded ahead of the batch being assembled: two local batches' worth.
+_PREFETCH_BATCHES = 2
 # Warn about the first bad records individually, then only every this many.
 _WARN_FIRST, _WARN_EVERY = 20, 1000
 
@@ -87,8 +94,29 @@ class _Layout:
         return full * self.local_batch + tail
 
 
+class _Chunks:
+    """Chunk index -> the examples (or skip markers) at process-local positions
+    [c*CHUNK, (c+1)*CHUNK) of the stream, each made by `example(record, draws)`.
+
+    `order.record_at` maps a global position to (epoch, position in epoch, record); the
+    crop draws of a position come from (seed, epoch, position) (`augment.train_draws`).
+    """
+
+    def __init__(self, order: Any, layout: _Layout, seed: int, example: Callable[[int, np.ndarray], dict[str, Any]]):
+        self.order, self.layout, self.seed, self.example = order, layout, int(seed), example
+        self.length = layout.local_length()
+
+    def __call__(self, c: int) -> list[dict[str, Any]]:
+        start = int(c) * CHUNK
+        where = [self.order.record_at(self.layout.global_position(j))
+                 for j in range(start, min(start + CHUNK, self.length))]
+        epochs, positions, records = zip(*where)
+        draws = augment.train_draws(self.seed, epochs, positions)
+        return [self.example(record, u) for record, u in zip(records, draws.tolist())]
+
+
 class _PretrainExample:
-    """Process-local position -> example dict, or a skip marker naming what went wrong."""
+    """(record, crop draws) -> example dict, or a skip marker naming what went wrong."""
 
     def __init__(
         self,
@@ -96,8 +124,6 @@ class _PretrainExample:
         describe: Callable[[int], str],
         post_labels: PostLabels,
         vocab: Vocabulary,
-        resampler: Resampler,
-        layout: _Layout,
         *,
         seed: int,
         image_size: int,
@@ -105,13 +131,13 @@ class _PretrainExample:
         label_noise: float,
         with_record_index: bool,
         crop_min_area: float = 0.08,
+        pictures: PictureCache | None = None,
     ):
         self.source = source
+        self.pictures = pictures
         self.describe = describe
         self.post_labels = post_labels
         self.vocab = vocab
-        self.resampler = resampler
-        self.layout = layout
         self.seed = int(seed)
         self.image_size = int(image_size)
         self.max_labels = int(max_labels)
@@ -131,14 +157,13 @@ class _PretrainExample:
             labels = np.asarray(self.vocab.prune(occ.tolist()), np.int32)
         return pad_labels(labels, self.max_labels)
 
-    def __call__(self, j: int) -> dict[str, Any]:
-        g = self.layout.global_position(int(j))
-        epoch, pos, record = self.resampler.record_at(g)
+    def __call__(self, record: int, draws: list[float]) -> dict[str, Any]:
         try:
-            data = self.source[record]
-            image_bytes = decode_post(data).image
-            rng = np.random.default_rng([self.seed, epoch, pos, _AUG_STREAM])
-            image = augment.train_crop(image_bytes, self.image_size, rng, self.crop_min_area)
+            if self.pictures is None:
+                image_bytes = decode_post(self.source[record]).image
+                image = augment.train_crop(image_bytes, self.image_size, draws, self.crop_min_area)
+            else:  # the same pixels, decoded once
+                image = augment.train_crop_array(self.pictures[record], self.image_size, draws, self.crop_min_area)
         except Exception as e:  # any bad record is skipped, never fatal
             return {"skip": f"{self.describe(record)}: {type(e).__name__}: {e}"}
         example = {"image": image, "labels": self.labels(record)}
@@ -151,10 +176,13 @@ class _PretrainExample:
 
 
 class BatchIterator(grain.DatasetIterator):
-    """Skips bad examples (counting and warning), stacks the rest into batches.
+    """Serves the examples of decoded chunks in order, skips bad ones (counting and
+    warning) and stacks the rest into batches.
 
-    Its state is the upstream grain state plus the counters, so a restored run continues
-    with the same batches and the same counts.
+    Its state is the upstream grain state at the chunk being served, how many of that
+    chunk's examples were served, and the counters; so a restored run continues with the
+    same batches and the same counts. A state from before chunked decoding (grain's index
+    of the next example) resumes at that example.
     """
 
     def __init__(
@@ -169,12 +197,24 @@ class BatchIterator(grain.DatasetIterator):
         self.drop_remainder = drop_remainder
         self.static = dict(static or {})
         self.counters = {"examples": 0, "batches": 0, "skipped_unreadable": 0}
+        self._chunk: list[dict[str, Any]] | None = []  # None: fetch it from `_chunk_state` first
+        self._chunk_state: Any = None  # the upstream state that yields `_chunk`
+        self._served = 0  # examples of `_chunk` already served
+
+    def _next_example(self) -> dict[str, Any]:
+        while True:
+            if self._chunk is None:
+                self._chunk = next(self._parent)
+            if self._served < len(self._chunk):
+                self._served += 1
+                return self._chunk[self._served - 1]
+            self._chunk_state, self._chunk, self._served = self._parent.get_state(), None, 0
 
     def __next__(self) -> dict[str, np.ndarray]:
         items: list[dict[str, Any]] = []
         while len(items) < self.batch_size:
             try:
-                ex = next(self._parent)
+                ex = self._next_example()
             except StopIteration:
                 break
             if "skip" in ex:
@@ -196,19 +236,34 @@ class BatchIterator(grain.DatasetIterator):
         return {**self.static, **self.counters}
 
     def get_state(self) -> dict[str, Any]:
-        return {"parent": self._parent.get_state(), "counters": dict(self.counters)}
+        if self._chunk is not None and self._served >= len(self._chunk):
+            parent, served = self._parent.get_state(), 0
+        else:
+            parent, served = self._chunk_state, self._served
+        return {"parent": parent, "served": served, "chunk": CHUNK, "counters": dict(self.counters)}
 
     def set_state(self, state: dict[str, Any]) -> None:
-        self._parent.set_state(state["parent"])
+        parent, served, chunk = state["parent"], int(state.get("served", 0)), int(state.get("chunk", 1))
+        if chunk != CHUNK:
+            # Written with another chunk size (1: before chunked decoding). Threaded
+            # iterators count grain elements, which convert; worker processes keep
+            # per-worker counts, which do not.
+            if set(parent) != {"next_index"}:
+                raise ValueError(f"an iterator state written with {chunk} examples per chunk by worker processes "
+                                 f"cannot resume with {CHUNK}; resume with input.num_workers=0")
+            example = int(parent["next_index"]) * chunk + served
+            parent, served = {"next_index": example // CHUNK}, example % CHUNK
+        self._parent.set_state(parent)
+        self._chunk_state, self._served = parent, served
+        self._chunk = None if served else []
         self.counters = {k: int(v) for k, v in state["counters"].items()}
 
 
-def _mapped_iterator(
-    ds: grain.MapDataset, num_workers: int, num_threads: int, prefetch: int
-) -> grain.DatasetIterator:
-    it_ds = ds.to_iter_dataset(
-        grain.ReadOptions(num_threads=num_threads, prefetch_buffer_size=prefetch)
-    )
+def _chunked_iterator(chunks: _Chunks, local_batch: int, num_workers: int, num_threads: int) -> grain.DatasetIterator:
+    """grain iterator of `chunks(c)` for every chunk of the process's positions."""
+    ds = grain.MapDataset.range(-(-chunks.length // CHUNK)).map(chunks)
+    prefetch = max(2, -(-_PREFETCH_BATCHES * local_batch // CHUNK))
+    it_ds = ds.to_iter_dataset(grain.ReadOptions(num_threads=num_threads, prefetch_buffer_size=prefetch))
     if num_workers > 0:
         # grain 0.2.18's worker start-up reads an absl flag directly and fails unless flags
         # were parsed; outside an absl app we take every flag's default.
@@ -253,7 +308,7 @@ def make_pretrain_iterator(
     process_count: int | None = None,
     num_workers: int = 0,
     num_threads: int = 2,
-    prefetch: int = 64,
+    decoded_cache_mb: int = 1024,
     with_record_index: bool = False,
     holdout_records: int = 0,
     allow_corpus_mismatch: bool = False,
@@ -263,7 +318,9 @@ def make_pretrain_iterator(
 
     `num_epochs=None` repeats forever. `process_index`/`process_count` default to JAX's.
     `num_workers` > 0 decodes in that many worker processes (grain mp_prefetch);
-    `num_threads` is grain's per-process read/decode thread count. The last
+    `num_threads` is grain's per-process read/decode thread count. With
+    `decoded_cache_mb` > 0 and no worker processes, a corpus of small pictures decodes
+    once into memory (at most that many MB; `weaksup.picture_cache`). The last
     `holdout_records` records are never sampled (kept for evaluation). A vocabulary built
     from a different corpus is an error unless `allow_corpus_mismatch`.
     """
@@ -284,21 +341,24 @@ def make_pretrain_iterator(
     )
     total = _ENDLESS if num_epochs is None else int(num_epochs) * len(resampler)
     layout = _Layout(global_batch_size, local_batch, process_index, total)
+    source = corpus.data_source()
+    pictures = None
+    if decoded_cache_mb > 0 and num_workers == 0:
+        pictures = picture_cache.build(source, resampler.labelled, len(post_labels), image_size,
+                                       decoded_cache_mb << 20, corpus.describe)
     fn = _PretrainExample(
-        corpus.data_source(),
+        source,
         corpus.describe,
         post_labels,
         vocab,
-        resampler,
-        layout,
         seed=seed,
         image_size=image_size,
         max_labels=max_labels,
         label_noise=label_noise,
         with_record_index=with_record_index,
         crop_min_area=crop_min_area,
+        pictures=pictures,
     )
-    ds = grain.MapDataset.range(layout.local_length()).map(fn)
     static = {
         "records": len(post_labels),
         "labelled_records": int(len(resampler.labelled)),
@@ -307,7 +367,7 @@ def make_pretrain_iterator(
         "unreadable_hashtags": int(len(post_labels.bad)),
         "epoch_size": len(resampler),
     }
-    parent = _mapped_iterator(ds, num_workers, num_threads, prefetch)
+    parent = _chunked_iterator(_Chunks(resampler, layout, seed, fn), local_batch, num_workers, num_threads)
     return BatchIterator(parent, local_batch, drop_remainder, static)
 
 
@@ -328,6 +388,7 @@ def make_pretrain_iterator_from_config(
         seed=config.seed,
         num_workers=inp.num_workers,
         num_threads=inp.num_threads,
+        decoded_cache_mb=inp.decoded_cache_mb,
         holdout_records=config.holdout_records,
         crop_min_area=inp.crop_min_area,
         allow_corpus_mismatch=inp.allow_corpus_mismatch,
@@ -613,24 +674,20 @@ class _Permutation:
 
 
 class _FinetuneExample:
-    """Process-local position -> random-resized-crop example, or a skip marker."""
+    """(example index, crop draws) -> random-resized-crop example, or a skip marker."""
 
-    def __init__(self, source, order, layout, image_key, label_key, image_size, seed, name, crop_min_area):
-        self.source, self.order, self.layout = source, order, layout
-        self.image_key, self.label_key = image_key, label_key
-        self.image_size, self.seed, self.name = image_size, seed, name
-        self.crop_min_area = crop_min_area
+    def __init__(self, source, image_key, label_key, image_size, name, crop_min_area):
+        self.source, self.image_key, self.label_key = source, image_key, label_key
+        self.image_size, self.name, self.crop_min_area = image_size, name, crop_min_area
 
-    def __call__(self, j: int) -> dict[str, Any]:
-        epoch, pos, i = self.order.record_at(self.layout.global_position(int(j)))
+    def __call__(self, i: int, draws: list[float]) -> dict[str, Any]:
         try:
             ex = self.source[i]
-            rng = np.random.default_rng([self.seed, epoch, pos, _AUG_STREAM])
             value = ex[self.image_key]
             if isinstance(value, (bytes, bytearray)):
-                image = augment.train_crop(bytes(value), self.image_size, rng, self.crop_min_area)
+                image = augment.train_crop(bytes(value), self.image_size, draws, self.crop_min_area)
             else:  # already decoded by TFDS: crop the array
-                image = augment.train_crop_array(np.asarray(value, np.uint8), self.image_size, rng,
+                image = augment.train_crop_array(np.asarray(value, np.uint8), self.image_size, draws,
                                                  self.crop_min_area)
             return {"image": image, "label": np.int32(ex[self.label_key])}
         except Exception as e:  # any bad example is skipped, never fatal
@@ -660,8 +717,7 @@ def make_finetune_iterator(
     order = _Permutation(len(source), target.seed)
     total = _ENDLESS if num_epochs is None else int(num_epochs) * len(source)
     layout = _Layout(target.batch_size, local_batch, process_index, total)
-    fn = _FinetuneExample(source, order, layout, target.image_key, target.label_key, target.image_size, target.seed,
-                          f"{target.dataset}/{split}", crop_min_area)
-    ds = grain.MapDataset.range(layout.local_length()).map(fn)
-    parent = _mapped_iterator(ds, num_workers, num_threads, 4 * local_batch)
+    fn = _FinetuneExample(source, target.image_key, target.label_key, target.image_size, f"{target.dataset}/{split}",
+                          crop_min_area)
+    parent = _chunked_iterator(_Chunks(order, layout, target.seed, fn), local_batch, num_workers, num_threads)
     return BatchIterator(parent, local_batch, drop_remainder=True, static={"records": len(source)})

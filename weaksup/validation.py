@@ -96,6 +96,7 @@ PRETRAIN: dict[str, Rule] = {
     "input.max_labels": _POSITIVE_INT,
     "input.num_workers": _COUNT,
     "input.num_threads": _POSITIVE_INT,
+    "input.decoded_cache_mb": _COUNT,
     "input.crop_min_area": _fraction(low_open=True),
     "optim.name": Rule(str, choices=("sgd", "adamw")),
     "optim.momentum": _fraction(high_open=True),
