@@ -12,7 +12,8 @@ model and the same jitted `make_train_step` fed one batch already on the device.
 alternate bare / full / bare so that load from other processes hits both; the rate of the
 full loop is taken from its own log (wall time between logged steps, compilation excluded)
 and compared with the mean of the bare rounds. Also printed: how long the training thread
-was blocked by each checkpoint save. Without --corpus, a small EmojiGram corpus and
+was blocked by each checkpoint save. Without --corpus, a small EmojiGram corpus (64 px
+pictures, as the demo stores them) and
 vocabulary are built in a temporary directory first.
 """
 
@@ -36,7 +37,7 @@ def build_inputs(root: Path, posts: int) -> tuple[Path, Path]:
     from weaksup.labels import build_from_corpus
 
     corpus, vocab = root / "corpus", root / "vocab.json"
-    options = {"num_posts": posts, "seed": 0, "image_size": 32}
+    options = {"num_posts": posts, "seed": 0, "image_size": 64}  # stored as the demo stores them
     build(BuildConfig(source="emojigram", options=options, num_shards=4), str(corpus), runner="local", progress=False)
     build_from_corpus(corpus, vocab, mode="topk", top_k=100)
     return corpus, vocab

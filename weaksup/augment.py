@@ -150,10 +150,15 @@ def _dct_scale(height: int, width: int, min_side: int, crop_fraction: float) -> 
     return next((n for n in (1, 2, 3, 4) if math.ceil(short * n / 8) >= need), 8)
 
 
-def decodes_at_full_scale(height: int, width: int, size: int) -> bool:
-    """Whether every crop of an height x width picture for `size` px decodes at full scale
-    (no reduced DCT scale: the whole picture is too small to halve)."""
-    return _dct_scale(height, width, size, 1.0) == 8
+def _crop_fraction(box: tuple[float, float, float, float], h: int, w: int) -> float:
+    """The share of the picture's shorter side that the box's shorter side covers."""
+    return min(box[2] - box[0], box[3] - box[1]) / max(1, min(h, w))
+
+
+def crop_decodes_at_full_scale(height: int, width: int, box: tuple[float, float, float, float], size: int) -> bool:
+    """Whether `decode_box` decodes `box` of a JPEG of height x width at full scale for a
+    `size` px crop (no reduced DCT scale)."""
+    return _dct_scale(height, width, size, _crop_fraction(box, height, width)) == 8
 
 
 def _scaled_pixel_box(
@@ -178,7 +183,7 @@ def decode_box(
     caller has already read the header.
     """
     h, w = image_size(data) if shape is None else shape
-    crop_fraction = min(box[2] - box[0], box[3] - box[1]) / max(1, min(h, w))
+    crop_fraction = _crop_fraction(box, h, w)
     n = _dct_scale(h, w, min_side, crop_fraction)
     sh, sw = jpeg_region.scaled_size(h, w, n)
     if data[:3] == _JPEG_MAGIC and sh * sw >= _REGION_MIN_PIXELS and jpeg_region.available():
@@ -270,15 +275,24 @@ def train_crop(data: bytes, size: int, draws: Sequence[float], min_area: float =
     h, w = image_size(data)
     box = random_resized_crop_box(h, w, draws, area=(min_area, 1.0))
     out = _resize(decode_box(data, box, min_side=size, shape=(h, w)), size)
-    return cv2.flip(out, 1) if draws[CROP_DRAWS] < 0.5 else out
+    return cv2.flip(out, 1) if flips(draws) else out
 
 
 def train_crop_array(img: np.ndarray, size: int, draws: Sequence[float], min_area: float = 0.08) -> np.ndarray:
     """`train_crop` for an already decoded uint8 image (H, W, 3)."""
-    img = _rgb(img)
     box = random_resized_crop_box(img.shape[0], img.shape[1], draws, area=(min_area, 1.0))
-    out = _resize_box(img, box, size)
-    return cv2.flip(out, 1) if draws[CROP_DRAWS] < 0.5 else out
+    return resized_crop(img, box, size, flips(draws))
+
+
+def flips(draws: Sequence[float]) -> bool:
+    """Whether the training crop of these draws is mirrored."""
+    return draws[CROP_DRAWS] < 0.5
+
+
+def resized_crop(img: np.ndarray, box: tuple[float, float, float, float], size: int, flip: bool = False) -> np.ndarray:
+    """`box` (left, top, right, bottom) of a decoded uint8 image, resized to size x size and mirrored when `flip`."""
+    out = _resize_box(_rgb(img), box, size)
+    return cv2.flip(out, 1) if flip else out
 
 
 def eval_crop(data: bytes, size: int, crop_fraction: float = 0.875) -> np.ndarray:

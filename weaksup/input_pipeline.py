@@ -159,11 +159,12 @@ class _PretrainExample:
 
     def __call__(self, record: int, draws: list[float]) -> dict[str, Any]:
         try:
-            if self.pictures is None:
+            image = None
+            if self.pictures is not None:  # the same pixels, decoded once
+                image = self.pictures.train_crop(record, self.image_size, draws, self.crop_min_area)
+            if image is None:
                 image_bytes = decode_post(self.source[record]).image
                 image = augment.train_crop(image_bytes, self.image_size, draws, self.crop_min_area)
-            else:  # the same pixels, decoded once
-                image = augment.train_crop_array(self.pictures[record], self.image_size, draws, self.crop_min_area)
         except Exception as e:  # any bad record is skipped, never fatal
             return {"skip": f"{self.describe(record)}: {type(e).__name__}: {e}"}
         example = {"image": image, "labels": self.labels(record)}
@@ -308,7 +309,7 @@ def make_pretrain_iterator(
     process_count: int | None = None,
     num_workers: int = 0,
     num_threads: int = 2,
-    decoded_cache_mb: int = 1024,
+    decoded_cache_mb: int = 2048,
     with_record_index: bool = False,
     holdout_records: int = 0,
     allow_corpus_mismatch: bool = False,
@@ -344,8 +345,8 @@ def make_pretrain_iterator(
     source = corpus.data_source()
     pictures = None
     if decoded_cache_mb > 0 and num_workers == 0:
-        pictures = picture_cache.build(source, resampler.labelled, len(post_labels), image_size,
-                                       decoded_cache_mb << 20, corpus.describe)
+        pictures = picture_cache.build(source, resampler.labelled, len(post_labels), decoded_cache_mb << 20,
+                                       corpus.describe)
     fn = _PretrainExample(
         source,
         corpus.describe,

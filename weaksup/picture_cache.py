@@ -1,19 +1,18 @@
 """A corpus's small pictures, decoded once and kept in memory for the training crops.
 
-Reading a record, parsing it and decoding a 32 px JPEG cost about two thirds of a
-training example's host work. On a laptop that work shares the cores with the training
-step, where it costs about twice what it does alone: on the demo's trainer (2 cores,
-`benchmarks/train.py`) decoding every crop held the full loop to 0.80 of the bare step,
-and crops cut from decoded pixels reach 0.9.
+Reading a record, parsing it and decoding a 64 px JPEG cost most of a training example's
+host work. On a laptop that work shares the cores with the training step, where it costs
+about twice what it does alone (`benchmarks/train.py`: the demo trainer's full loop
+against its bare step, 2 cores).
 
-The cache applies when every picture the resampler can serve has one size and decodes
-at full scale for the training crop (its shorter side under about twice the crop size, so
-no reduced DCT scale applies) and all of them fit the budget. The crops are then the
-same pixels as decoding each time (`augment.train_crop` and `augment.train_crop_array`
-agree on such pictures), so the batches do not change. A record that fails to read or
-decode keeps its error, raised again each time it is served, so it is skipped and counted
-as before. Corpora of larger pictures (photos for 224 px training) stop at the first
-record and decode per crop.
+The cache applies when every picture the resampler can serve has one size and all of them
+fit the budget. Each crop is cut from the cached pixels when decoding the JPEG for it
+would decode at full scale, and decoded from the record otherwise (a crop of nearly the
+whole picture decodes at a reduced DCT scale), so the crops are the same pixels as
+decoding each time and the batches do not change. A record that fails to read or decode
+keeps its error, raised again each time it is served, so it is skipped and counted as
+before. Corpora of pictures of many sizes stop at the first that differs; large ones stop
+at the budget.
 """
 
 from __future__ import annotations
@@ -48,18 +47,28 @@ class PictureCache:
             raise KeyError(f"record {record} is not in the picture cache")
         return self.pixels[row]
 
+    def train_crop(self, record: int, size: int, draws: Sequence[float], min_area: float) -> np.ndarray | None:
+        """`augment.train_crop` of the record's picture from the cached pixels; None where
+        that crop decodes the JPEG at a reduced scale (the caller decodes it, so the
+        pixels are the same either way)."""
+        img = self[record]
+        h, w = img.shape[:2]
+        box = augment.random_resized_crop_box(h, w, draws, area=(min_area, 1.0))
+        if not augment.crop_decodes_at_full_scale(h, w, box, size):
+            return None
+        return augment.resized_crop(img, box, size, augment.flips(draws))
+
 
 def build(
     source: Any,
     records: Sequence[int],
     num_records: int,
-    image_size: int,
     budget_bytes: int,
     describe: Callable[[int], str] = lambda i: f"record {i}",
 ) -> PictureCache | None:
     """Decodes the pictures of `records` (indices into `source`, a record source of
-    `num_records`) when they qualify for crops of `image_size`; None as soon as one does
-    not (another size, a reduced decode scale, or over `budget_bytes` in all)."""
+    `num_records`) when they all have one size and fit `budget_bytes`; None as soon as one
+    does not."""
     start = time.perf_counter()
     rows = np.full(num_records, -1, np.int64)
     errors: dict[int, Exception] = {}
@@ -74,8 +83,6 @@ def build(
             errors[record] = e.with_traceback(None)
             continue
         if pixels is None:
-            if not augment.decodes_at_full_scale(h, w, image_size):
-                return _declined(f"{describe(record)} is {w}x{h}, decoded at a reduced scale for {image_size} px crops")
             if len(records) * h * w * 3 > budget_bytes:
                 return _declined(f"{len(records)} pictures of {w}x{h} need "
                                  f"{len(records) * h * w * 3 / 2**20:.0f} MB, over the budget of "
