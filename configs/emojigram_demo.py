@@ -8,16 +8,16 @@ which builds (once, cached under runs/emojigram-data) a 100k-post EmojiGram corp
 by the pretraining artists (Noto, Symbola), de-duplicated against the held-out-artist
 target (EmojiOne, 547 WordNet classes), a WordNet noun vocabulary (885 labels seen in >= 20
 posts), pretrains `resnext_tiny` (8 groups, bf16 compute, convolutions, batch norm and
-stem pool through oneDNN where built) at 32 px with square-root resampling for 500k images
-(10.5 min at ~760 img/s),
+stem pool through oneDNN where built; the 64 px pictures decoded once into memory) at
+32 px with square-root resampling for 500k images (8.0 min at ~1,090 img/s),
 then runs the linear probe, few-shot ridge, fine-tuning and zero-shot transfer on the
 target from the pretrained trunk and from random initialisation (5 min). Results:
 runs/demo/results.json.
 
-Measured with this version (18.5 min after set-up on 2 CPU cores; README "Results"):
-linear-probe test top-1 63.13% pretrained against 7.85% from random initialisation;
-fine-tuning 63.56% against 15.62%; 25-shot ridge 51.16% against 8.33%; zero-shot 4.92%
-against 0.24%. Measured by the previous version, with batch norm in XLA (`make demo` from
+Measured with this version (12.2 min after set-up on 2 CPU cores with the corpus and
+target already built, which take 3.4 min once; README "Results"): linear-probe test top-1
+63.34% pretrained against 7.85% from random initialisation; fine-tuning 63.88% against
+12.58%; 25-shot ridge 51.87% against 8.33%; zero-shot 4.14% against 0.24%. Measured by the previous version, with batch norm in XLA (`make demo` from
 a fresh clone, 29.0 min on 2 CPU cores):
 linear-probe test top-1 62.03% pretrained against 7.85% from random initialisation (+54.2
 points); fine-tuning 64.44% against 15.08%; 25-shot ridge 50.30% against 8.37%; zero-shot
