@@ -4,7 +4,11 @@ Pretraining, per JAX process:
 
   record positions (resampler, `weaksup.sampling`) -> read (ArrayRecord) -> parse the
   record -> labels (cached per-post labels, optional label noise) -> decode + train crop
-  (`weaksup.augment`) -> skip bad records, count them -> batch
+  (`weaksup.augment`; a corpus of small pictures decodes once, `weaksup.picture_cache`)
+  -> skip bad records, count them -> batch
+
+grain maps chunks of CHUNK positions, not single ones, and the crops' random numbers come
+from `augment.train_draws`.
 
 A batch is a dict of numpy arrays: `image` uint8 (B_local, H, W, 3) and `labels` int32
 (B_local, max_labels), a post's labels padded with -1 (on device, `losses.label_targets`
