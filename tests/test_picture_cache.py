@@ -9,7 +9,8 @@ import pytest
 from hashtag_corpus import picture, write_corpus
 from weaksup import augment, picture_cache
 from weaksup import input_pipeline as ip
-from weaksup.corpus.record import encode_post, make_post
+from weaksup.corpus.record import decode_post, encode_post, make_post
+from weaksup.corpus.shards import Corpus
 from weaksup.labels import build_from_corpus
 
 TAGS = ["dog", "cat", "bird", "fish", "tree", "car", "boat", "cake"]
@@ -54,14 +55,10 @@ def test_cached_crops_are_the_decoded_crops(small_pictures, monkeypatch):
 
 def test_the_cache_holds_the_decoded_pictures_and_the_errors(small_pictures):
     corpus, _ = small_pictures
-    from weaksup.corpus.shards import Corpus
-
     source = Corpus(corpus).data_source()
     records = [r for r in range(40) if r != 3]
     cache = picture_cache.build(source, records, 40, budget_bytes=1 << 20)
     assert cache is not None and cache.pixels.shape == (38, 32, 32, 3)
-    from weaksup.corpus.record import decode_post
-
     np.testing.assert_array_equal(cache[5], augment.decode(decode_post(source[5]).image))
     with pytest.raises(augment.DecodeError):
         cache[BROKEN]

@@ -9,7 +9,8 @@ JPEGs decode with simplejpeg (libjpeg-turbo) and, when the picture is much large
 needed, at a reduced DCT scale (n/8, at most 1/2) chosen so that the region we crop still has
 at least `size` pixels on each side, and only the crop itself where the region decoder
 (weaksup.jpeg_region) is built and the picture is not small; everything else (PNG, GIF,
-WebP, CMYK JPEG) decodes with Pillow. Transparent pixels are composited onto white, as a viewer shows them.
+WebP, CMYK JPEG) decodes with Pillow. Transparent pixels are composited onto white, as a
+viewer shows them.
 Crops resize with OpenCV (area halving, then bilinear): Pillow's antialiased resize cost
 more than the JPEG decode itself at 224 px (1.3 ms against 1.2 ms for a 500x375 photo).
 A training crop's randomness is TRAIN_DRAWS uniforms, counter-based per stream position

@@ -61,8 +61,9 @@ def pretrain_config() -> ml_collections.ConfigDict:
     c.input.max_labels = 8
     c.input.num_workers = 0  # grain decode worker processes (0: threads in this process)
     c.input.num_threads = 2
-    # A corpus of small pictures (the demo's 84,625 of 64 px: 992 MB) decodes once into memory, up to this
-    # many MB; 0: decode every crop (weaksup.picture_cache). Threads only (num_workers 0).
+    # A corpus of small pictures (the demo's 84,625 of 64 px: 992 MB) decodes once into
+    # memory, up to this many MB; 0: decode every crop (weaksup.picture_cache). Threads
+    # only (num_workers 0).
     c.input.decoded_cache_mb = 2048
     c.input.crop_min_area = 0.08  # Inception's random-resized crop
     # A vocabulary built from another corpus is an error unless this is set: a fixed label

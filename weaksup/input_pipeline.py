@@ -26,7 +26,8 @@ processes cover every position exactly once. Every random choice for a position 
 flip) comes from (seed, epoch, position); label noise comes from (seed, record index) so
 a noisy post stays the same noisy post in every epoch, like the paper's perturbed
 dataset. The iterator's state (grain's next chunk of `CHUNK` positions, how many of its
-examples were served, and the skip counters) therefore pins the exact continuation; `get_state()`/`set_state()` round-trip through Orbax with
+examples were served, and the skip counters) therefore pins the exact continuation;
+`get_state()`/`set_state()` round-trip through Orbax with
 `grain.checkpoint.CheckpointSave/CheckpointRestore`.
 
 Label noise (paper Sec. 4.3): each of a post's in-vocabulary hashtag occurrences is,
@@ -57,7 +58,6 @@ from weaksup.corpus.shards import Corpus
 from weaksup.errors import UsageError
 from weaksup.hashtags.vocabulary import Vocabulary
 from weaksup.labels import PostLabels, check_built_from, load_post_labels, pad_labels
-from weaksup.picture_cache import PictureCache
 from weaksup.sampling import Resampler, training_eligible
 
 # Label noise's random stream (crops draw from `augment.train_draws`).
@@ -106,7 +106,7 @@ class _Chunks:
     crop draws of a position come from (seed, epoch, position) (`augment.train_draws`).
     """
 
-    def __init__(self, order: Any, layout: _Layout, seed: int, example: Callable[[int, np.ndarray], dict[str, Any]]):
+    def __init__(self, order: Any, layout: _Layout, seed: int, example: Callable[[int, list[float]], dict[str, Any]]):
         self.order, self.layout, self.seed, self.example = order, layout, int(seed), example
         self.length = layout.local_length()
 
@@ -135,7 +135,7 @@ class _PretrainExample:
         label_noise: float,
         with_record_index: bool,
         crop_min_area: float = 0.08,
-        pictures: PictureCache | None = None,
+        pictures: picture_cache.PictureCache | None = None,
     ):
         self.source = source
         self.pictures = pictures
