@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 from jax import lax
 
+from weaksup import train_lib
 from weaksup.models import get_model, onednn
 from weaksup.models.grouped_conv import ConvShape, conv_shapes, grouped_conv, resolve_impl
 from weaksup.models.resnet import Conv
@@ -112,6 +113,34 @@ def test_model_logits_and_gradients_agree():
     logits, grads = logits_and_grads("onednn")
     assert _relative_error(logits, ref_logits) <= 2e-4
     assert _relative_error(grads, ref_grads) <= 2e-4
+
+
+def test_on_a_device_mesh_the_calls_are_exact_and_the_trainer_names_their_cost():
+    """XLA does not partition the custom calls: on a mesh every device computes the whole
+    batch, so a batch sharded over the devices gives one device's logits and gradients,
+    and train_lib's warning says the work is not divided."""
+    mesh = jax.sharding.Mesh(np.array(jax.devices()[:4]), ("data",))
+    images = jax.random.normal(jax.random.key(1), (8, 16, 16, 3))
+    model = get_model("resnet_tiny", 10, conv_impl="onednn")
+    variables = model.init(jax.random.key(0), images)
+
+    def loss(params, x):
+        logits, _ = model.apply({**variables, "params": params}, x, train=True, mutable=["batch_stats"])
+        return jnp.mean(logits ** 2), logits
+
+    step = jax.jit(jax.grad(loss, has_aux=True))
+    one = step(variables["params"], images)
+    data = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("data"))
+    replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
+    sharded = step(jax.device_put(variables["params"], replicated), jax.device_put(images, data))
+    for got, want in zip(jax.tree.leaves(sharded), jax.tree.leaves(one)):
+        np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=1e-6, atol=1e-7)
+
+    warning = train_lib.unpartitioned_path_warning(model, 4)
+    assert "every device computes the whole batch" in warning and "'onednn'" in warning
+    assert train_lib.unpartitioned_path_warning(model, 1) is None
+    assert train_lib.unpartitioned_path_warning(get_model("resnet_tiny", 10, conv_impl="xla"), 4) is None
+    assert train_lib.unpartitioned_path_warning(get_model("vit_tiny", 10), 4) is None  # no convolutions
 
 
 def test_auto_picks_onednn_on_cpu_when_available(monkeypatch):

@@ -262,6 +262,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
     if gbs % (n_dev * accum):
         raise ConfigError(f"global batch {gbs} is not divisible by {n_dev} devices x {accum} accumulation steps")
     model = train_lib.model_from_config(config.model, vocab.num_classes)
+    if (warning := train_lib.unpartitioned_path_warning(model, n_dev)) and jax.process_index() == 0:
+        log.warning(warning)
     evals = _make_evaluators(config, model, mesh, workdir, vocab)
 
     # --- Data: this process's share of every global batch. ---------------------------

@@ -28,6 +28,7 @@ import optax
 
 from weaksup import losses, metrics, models, sharding
 from weaksup.config import ConfigError
+from weaksup.models import grouped_conv
 
 if TYPE_CHECKING:
     from weaksup.checkpoint import Checkpointer
@@ -54,6 +55,24 @@ def model_from_config(model_config: Any, num_classes: int) -> Any:
         return models.get_model(model_config.name, num_classes, **dict(model_config.overrides))
     except (TypeError, ValueError) as e:
         raise ConfigError(f"config.model ({model_config.name}): {e}") from None
+
+
+def unpartitioned_path_warning(model: Any, num_devices: int) -> str | None:
+    """Why a model's oneDNN path will not be data-parallel on `num_devices` devices, or None.
+
+    XLA's partitioner has no rule for oneDNN's custom calls, so on a mesh of several
+    devices it gathers their operands: every device computes the whole batch. The result
+    is exact (the same as on one device), but the convolutions' work is not divided.
+    """
+    impl = getattr(model, "conv_impl", None)
+    if num_devices <= 1 or impl is None:
+        return None
+    dtype = getattr(model, "dtype", jnp.float32)
+    if grouped_conv.resolve_impl(impl, dtype) != "onednn":
+        return None
+    return (f"conv_impl {impl!r} runs oneDNN's custom calls, which XLA does not partition: on "
+            f"this {num_devices}-device mesh every device computes the whole batch (exact, "
+            "not data-parallel); conv_impl 'xla' divides the work")
 
 
 def variables_of(state: State) -> State:
