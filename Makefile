@@ -79,7 +79,8 @@ demo: setup
 # training seeds (the noise band; natural resampling and the target-aligned pair at three
 # too, their differences being close), each in ABLATION_DIR/NAME; they share the demo's corpus and target. ABLATION_ARGS are appended
 # to every config's arguments, e.g. ABLATION_ARGS=examples=60000,protocols=linear for a
-# shorter schedule and the linear probe only. notebooks/03 plots them:
+# shorter schedule and the linear probe only (examples=500000,protocols=linear+fewshot: the
+# README's table). notebooks/03 plots them:
 # WEAKSUP_RUN_DIR=runs/ablations.
 ABLATION_DIR ?= runs/ablations
 ABLATION_ARGS ?=

@@ -1,12 +1,12 @@
 """Ablation -- does transfer grow with pretraining data? Three corpus sizes, one label space.
 
 `size=small|medium|large` picks 12,500 / 33,000 / 100,000 posts (the demo is `large`). The
-number of pretraining images seen is the demo's (500,000), so a smaller corpus is repeated
-more often, and every size is labelled with the vocabulary of the 100,000-post corpus (885
-labels): the paper's Fig. 3 design, which held the schedule and the hashtag set and varied
-the number of distinct images. `own_vocab` gives each size the vocabulary of its own posts
-(fewer, more frequent labels at the same min_count), which compares vocabularies as much as
-data.
+number of pretraining images seen is the demo's (1,000,000; README "Ablations" measured
+500,000, `examples=500000`), so a smaller corpus is repeated more often, and every size is
+labelled with the vocabulary of the 100,000-post corpus (885 labels): the paper's Fig. 3
+design, which held the schedule and the hashtag set and varied the number of distinct
+images. `own_vocab` gives each size the vocabulary of its own posts (fewer, more frequent
+labels at the same min_count), which compares vocabularies as much as data.
 
     python -m weaksup demo --config configs/ablation_corpus_size.py:size=small --workdir runs/ablation_size_small
     python -m weaksup demo --config configs/ablation_corpus_size.py:size=medium --workdir runs/ablation_size_medium

@@ -4,7 +4,7 @@ Compared against no added noise (the demo); same model, schedule and transfer pr
 
     python -m weaksup demo --config configs/ablation_label_noise.py --workdir runs/ablation_label_noise
 
-Measured at the demo's 500,000 images (seed 0, `:protocols=linear+fewshot`): linear probe
+Measured at 500,000 images (seed 0, `:examples=500000,protocols=linear+fewshot`): linear probe
 21.24% on the held-out artist against 62.96% +- 1.77 without added noise (seeds 0-2),
 25-shot 17.44% against 51.39%, held-out hashtag mAP 0.025 against 0.108.
 

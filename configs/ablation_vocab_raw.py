@@ -4,7 +4,7 @@ Compared against nouns vocabulary (the demo); same model, schedule and transfer 
 
     python -m weaksup demo --config configs/ablation_vocab_raw.py --workdir runs/ablation_vocab_raw
 
-Measured at the demo's 500,000 images (seed 0, `:protocols=linear+fewshot`): 2,230 hashtag
+Measured at 500,000 images (seed 0, `:examples=500000,protocols=linear+fewshot`): 2,230 hashtag
 classes; linear probe 50.77% on the held-out artist against 62.96% +- 1.77 with the demo's
 885 WordNet synsets (seeds 0-2), 25-shot 40.50% against 51.39%.
 

@@ -1,6 +1,6 @@
 """The EmojiGram demo: hashtag pretraining of a small ResNeXt on CPU, then transfer.
 
-The whole experiment on a 2-core machine in about 20 minutes, set-up included:
+The whole experiment on a 2-core machine in 25-30 minutes, set-up included:
 
     make demo                      # = python -m weaksup demo --workdir runs/demo
 
@@ -9,22 +9,20 @@ by the pretraining artists (Noto, Symbola), de-duplicated against the held-out-a
 target (EmojiOne, 547 WordNet classes), a WordNet noun vocabulary (885 labels seen in >= 20
 posts), pretrains `resnext_tiny` (8 groups, bf16 compute, convolutions, batch norm and
 stem pool through oneDNN where built; the 64 px pictures decoded once into memory) at
-32 px with square-root resampling for 500k images (8.0 min at ~1,090 img/s),
+32 px with square-root resampling for 1M images (15.5 min at ~1,070 img/s),
 then runs the linear probe, few-shot ridge, fine-tuning and zero-shot transfer on the
-target from the pretrained trunk and from random initialisation (5 min). Results:
+target from the pretrained trunk and from random initialisation (4 min). Results:
 runs/demo/results.json.
 
-Measured with this version (12.2 min after set-up on 2 CPU cores with the corpus and
+Measured with this version (19.4 min after set-up on 2 CPU cores with the corpus and
 target already built, which take 3.4 min once; README "Results"): linear-probe test top-1
-63.34% pretrained against 7.85% from random initialisation; fine-tuning 63.88% against
-12.58%; 25-shot ridge 51.87% against 8.33%; zero-shot 4.14% against 0.24%. Measured by the previous version, with batch norm in XLA (`make demo` from
-a fresh clone, 29.0 min on 2 CPU cores):
-linear-probe test top-1 62.03% pretrained against 7.85% from random initialisation (+54.2
-points); fine-tuning 64.44% against 15.08%; 25-shot ridge 50.30% against 8.37%; zero-shot
-4.13% against 0.24% (chance 0.18%). Over training seeds 0-2 (`:seed=N`) the linear
-probe reaches 62.96% +- 1.77 (61.85-64.99%); the same schedule on clean concept labels
-(`clean`) 79.46%; the target-aligned vocabulary (`aligned`, 544 labels) 65.61% +- 1.35 over
-seeds 0-2, and 67.93% +- 0.49 with `resampling=natural` (README "Ablations").
+76.52% pretrained against 7.85% from random initialisation; fine-tuning 77.51% against
+12.58%; 25-shot ridge 64.15% against 8.33%; zero-shot 7.49% against 0.24% (chance 0.18%).
+Over training seeds 0-2 (`:seed=N`) the linear probe reaches 75.70% +- 0.71
+(75.26-76.52%), against 62.96% +- 1.77 at 500,000 images (`examples=500000`, an earlier
+version); the same schedule on clean concept labels (`clean`) 84.78%. At 500,000 images
+the target-aligned vocabulary (`aligned`, 544 labels) reached 65.61% +- 1.35 over seeds 0-2,
+and 67.93% +- 0.49 with `resampling=natural` (README "Ablations").
 
 A closed world for a quick zero-shot check (1.6 min; tests/test_zeroshot.py), zero-shot
 top-1 22.5% against 11.25% from random initialisation on 10 classes:
@@ -46,7 +44,7 @@ Arguments (`configs/emojigram_demo.py:key=value,...`), also used by the ablation
   min_count=N    vocabulary threshold (default 20)
   resampling=R   sqrt (default) | natural | uniform
   noise=P        replace a fraction P of hashtags by draws from the marginal (default 0)
-  examples=N     pretraining length in images (default 500000)
+  examples=N     pretraining length in images (default 1000000)
   seed=N         training seed: initialisation and data order (default 0); the corpus,
                  target and vocabulary stay the same, so seeds measure run-to-run noise
   protocols=A+B  transfer protocols to run (default linear+fewshot+finetune+zeroshot; zeroshot:
@@ -147,7 +145,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     if local:
         c.total_steps = 30
     else:
-        c.total_examples = arg.examples or 500_000
+        c.total_examples = arg.examples or 1_000_000
 
     c.checkpoint.every_steps = 15 if local else 250
     c.checkpoint.keep = 2
