@@ -21,22 +21,29 @@ One run, side by side (so CPU contention affects every figure alike):
    them alike; the table gives median images/s and the median over rounds of weaksup /
    PyTorch within the round. Skipped, saying so, when torch is not installed (it is in
    the dev extra). `--torch-only` runs only this.
+5. `--mesh N` instead: the batch sharded over N forced host devices (a data-parallel mesh
+   on this one machine), resnext_tiny training images/s in bfloat16 through XLA and
+   through oneDNN. XLA does not partition oneDNN's custom calls, so there every device
+   computes the whole batch (README "CPU training path").
 
     .venv/bin/python benchmarks/models.py [--batch 128] [--image-size 32] [--quick]
-        [--torch-only] [--rounds 5] [--dtypes float32,bfloat16]
+        [--torch-only] [--rounds 5] [--dtypes float32,bfloat16] [--mesh N]
 """
 
 from __future__ import annotations
 
 import argparse
 import functools
+import os
 import statistics
 import time
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 from jax import lax
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from weaksup import host_memory
 from weaksup.models import get_model, onednn
@@ -144,6 +151,30 @@ def bench_training(names: list[str], batch: int, size: int, iters: int, num_clas
 
         t = _time(run, iters=iters if impl != "native" else 1)
         print(f"    {spec:<22} {t * 1e3:>9.1f} ms/step {batch / t:>9.0f} images/s")
+
+
+def bench_mesh(batch: int, size: int, iters: int, num_classes: int = 1000) -> None:
+    """resnext_tiny training images/s, bfloat16, with the batch sharded over every device."""
+    mesh = Mesh(np.array(jax.devices()), ("data",))
+    data, replicated = NamedSharding(mesh, PartitionSpec("data")), NamedSharding(mesh, PartitionSpec())
+    print(f"\n[5] data-parallel mesh of {mesh.size} devices: resnext_tiny, bfloat16, {size} px, batch {batch}")
+    host_images = jax.random.normal(jax.random.key(2), (batch, size, size, 3))
+    images = jax.device_put(host_images, data)
+    targets = jax.device_put(jax.nn.one_hot(jnp.arange(batch) % num_classes, num_classes), data)
+    tx = optax.sgd(0.1, momentum=0.9, nesterov=True)
+    for impl in ("xla", "onednn") if onednn.available(jnp.bfloat16) else ("xla",):
+        model = get_model("resnext_tiny", num_classes, conv_impl=impl, dtype=jnp.bfloat16)
+        variables = jax.jit(lambda x, m=model: m.init(jax.random.key(0), x))(host_images[:2])
+        state = jax.device_put([variables["params"], variables["batch_stats"], tx.init(variables["params"])],
+                               replicated)
+        step = train_step_fn(model, tx)
+
+        def run():
+            state[0], state[1], state[2], loss = step(*state, images, targets)
+            return loss
+
+        t = _time(run, iters=iters)
+        print(f"    {impl:<8} {t * 1e3:>9.1f} ms/step {batch / t:>9.0f} images/s")
 
 
 WEIGHT_DECAY = 5e-5
@@ -285,12 +316,20 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5, help="alternating rounds of the PyTorch comparison")
     parser.add_argument("--steps", type=int, default=3, help="steps per round of the PyTorch comparison")
     parser.add_argument("--dtypes", default="float32,bfloat16", help="dtypes of the PyTorch comparison")
+    parser.add_argument("--mesh", type=int, default=0, help="only section 5, on this many forced host devices")
     args = parser.parse_args()
+    if args.mesh:
+        # Read when JAX starts its CPU backend, which nothing above has done yet.
+        os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "")
+                                   + f" --xla_force_host_platform_device_count={args.mesh}")
     # As the training commands do (before JAX starts its threads); PyTorch in this process
     # runs under the same allocator settings. WEAKSUP_SYSTEM_MALLOC=1 compares without.
     retained = host_memory.retain_freed_memory()
     print(f"JAX {jax.__version__}, backend {jax.default_backend()}, {jax.device_count()} device(s); "
           f"host memory: {'freed memory retained (weaksup.host_memory)' if retained else 'glibc defaults'}")
+    if args.mesh:
+        bench_mesh(args.batch, args.image_size, args.iters)
+        return
     if not args.torch_only:
         # resnext_tiny's stages: the stem pools to 1/2 of the picture side, stages 2-3 halve it again.
         for k, channels in enumerate((64, 128, 256)):
