@@ -137,20 +137,26 @@ def bench_training(names: list[str], batch: int, size: int, iters: int, num_clas
     print(f"\n[3] training images/s, {size} px, batch {batch}, {num_classes} classes, float32")
     images = jax.random.normal(jax.random.key(2), (batch, size, size, 3))
     targets = jax.nn.one_hot(jnp.arange(batch) % num_classes, num_classes)
-    tx = optax.sgd(0.1, momentum=0.9, nesterov=True)
     for spec in names:
         name, _, impl = spec.partition(":")
         model = get_model(name, num_classes, conv_impl=impl or "xla")
-        variables = jax.jit(lambda x, m=model: m.init(jax.random.key(0), x))(images[:2])
-        state = [variables["params"], variables["batch_stats"], tx.init(variables["params"])]
-        step = train_step_fn(model, tx)
-
-        def run():
-            state[0], state[1], state[2], loss = step(*state, images, targets)
-            return loss
-
-        t = _time(run, iters=iters if impl != "native" else 1)
+        t = _step_seconds(model, images, targets, iters=iters if impl != "native" else 1)
         print(f"    {spec:<22} {t * 1e3:>9.1f} ms/step {batch / t:>9.0f} images/s")
+
+
+def _step_seconds(model, images: jax.Array, targets: jax.Array, iters: int,
+                  place=lambda state: state) -> float:
+    """Seconds per SGD step of `model` on a fixed batch; `place` puts the fresh state on devices."""
+    tx = optax.sgd(0.1, momentum=0.9, nesterov=True)
+    variables = jax.jit(lambda x: model.init(jax.random.key(0), x))(images[:2])
+    state = place([variables["params"], variables["batch_stats"], tx.init(variables["params"])])
+    step = train_step_fn(model, tx)
+
+    def run():
+        state[0], state[1], state[2], loss = step(*state, images, targets)
+        return loss
+
+    return _time(run, iters=iters)
 
 
 def bench_mesh(batch: int, size: int, iters: int, num_classes: int = 1000) -> None:
@@ -158,22 +164,11 @@ def bench_mesh(batch: int, size: int, iters: int, num_classes: int = 1000) -> No
     mesh = Mesh(np.array(jax.devices()), ("data",))
     data, replicated = NamedSharding(mesh, PartitionSpec("data")), NamedSharding(mesh, PartitionSpec())
     print(f"\n[5] data-parallel mesh of {mesh.size} devices: resnext_tiny, bfloat16, {size} px, batch {batch}")
-    host_images = jax.random.normal(jax.random.key(2), (batch, size, size, 3))
-    images = jax.device_put(host_images, data)
+    images = jax.device_put(jax.random.normal(jax.random.key(2), (batch, size, size, 3)), data)
     targets = jax.device_put(jax.nn.one_hot(jnp.arange(batch) % num_classes, num_classes), data)
-    tx = optax.sgd(0.1, momentum=0.9, nesterov=True)
     for impl in ("xla", "onednn") if onednn.available(jnp.bfloat16) else ("xla",):
         model = get_model("resnext_tiny", num_classes, conv_impl=impl, dtype=jnp.bfloat16)
-        variables = jax.jit(lambda x, m=model: m.init(jax.random.key(0), x))(host_images[:2])
-        state = jax.device_put([variables["params"], variables["batch_stats"], tx.init(variables["params"])],
-                               replicated)
-        step = train_step_fn(model, tx)
-
-        def run():
-            state[0], state[1], state[2], loss = step(*state, images, targets)
-            return loss
-
-        t = _time(run, iters=iters)
+        t = _step_seconds(model, images, targets, iters, place=lambda state: jax.device_put(state, replicated))
         print(f"    {impl:<8} {t * 1e3:>9.1f} ms/step {batch / t:>9.0f} images/s")
 
 
